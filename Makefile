@@ -1,0 +1,44 @@
+# streamrec — every target sets up what it needs; `make demo` and `make test` are all a
+# newcomer runs on a fresh machine with Python 3.11+ and Java 17 (+ Maven).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The `gpu` extra swaps in faiss-gpu and onnxruntime-gpu when a GPU is visible.
+EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+STAMP := $(VENV)/.installed-$(EXTRA)
+
+.PHONY: install demo test test-fast bench lint clean kafka-start kafka-stop
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[$(EXTRA),train,eval,dev]'
+	touch $@
+
+demo: install
+	$(BIN)/python -m streamrec.demo
+
+test: install
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not slow and not integration"
+
+bench: install
+	$(BIN)/python -m loadtest.bench
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy streamrec streams index models
+
+kafka-start: install
+	$(BIN)/streamrec kafka start
+
+kafka-stop: install
+	$(BIN)/streamrec kafka stop
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

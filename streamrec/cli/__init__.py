@@ -1,0 +1,43 @@
+"""The ``streamrec`` command line.
+
+One typer app; each command group lives in its own module of this package and is
+registered below. Heavy libraries (faiss, onnxruntime, torch) are imported inside the
+commands that need them, so ``streamrec --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import typer
+from pydantic import ValidationError
+
+from streamrec.cli import settings as settings_cmd
+from streamrec.cli.common import console, fail
+from streamrec.config import Settings
+
+app = typer.Typer(
+    name="streamrec",
+    help="Real-time streaming personalization: Kafka events in, fresh recommendations out.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def _load_settings(ctx: typer.Context) -> None:
+    """Read the settings once (environment, prefix STREAMREC_, or .env) for every command."""
+    try:
+        ctx.obj = Settings()
+    except ValidationError as exc:
+        fail(f"invalid settings: {exc}")
+
+
+app.command("settings")(settings_cmd.show)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "console", "main"]

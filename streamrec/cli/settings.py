@@ -1,0 +1,45 @@
+"""``streamrec settings``: every setting with its environment variable, default and meaning."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streamrec.cli.common import settings_of
+from streamrec.config import Settings
+
+
+def settings_rows() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every field of ``Settings``."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        rows.append((f"STREAMREC_{name.upper()}", "" if default is None else str(default),
+                     field.description or ""))
+    return rows
+
+
+def markdown_table() -> str:
+    """The README's settings table."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{var}` | `{default}` | {desc} |" for var, default, desc in settings_rows()]
+    return "\n".join(lines)
+
+
+def show(
+    ctx: typer.Context,
+    markdown: bool = typer.Option(False, "--markdown", help="Print the README's markdown table."),
+) -> None:
+    """Show every setting: environment variable, default, current value and meaning."""
+    if markdown:
+        print(markdown_table())
+        return
+    current = settings_of(ctx)
+    table = Table(title="streamrec settings (environment prefix STREAMREC_)")
+    for column in ("variable", "default", "current", "meaning"):
+        table.add_column(column, overflow="fold")
+    for (var, default, desc), name in zip(settings_rows(), Settings.model_fields, strict=True):
+        value = getattr(current, name)
+        table.add_row(var, default, "" if value is None else str(value), desc)
+    Console().print(table)
