@@ -12,6 +12,7 @@ applications build a ``Settings(...)`` and hand it over.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,78 @@ class Settings(BaseSettings):
     # --- Wire format -----------------------------------------------------------------
     max_event_bytes: int = Field(
         4096, ge=64, description="Largest accepted encoded event; bigger ones are rejected as oversize."
+    )
+
+    # --- Engine core (streams/core; owner: core engineer) ----------------------------
+    engine_k: int = Field(20, ge=1, description="Items per recommendation (top-k per event).")
+    engine_candidates: int = Field(
+        200, ge=1, description="Candidates retrieved per event (FAISS) and scored by the reranker."
+    )
+    engine_rule: Literal["decayed", "multi"] = Field(
+        "decayed",
+        description="User-update rule: `decayed` (one decayed, action-weighted running embedding) "
+        "or `multi` (a few interest centroids per user, PinnerSage-like).",
+    )
+    engine_half_life_s: float = Field(
+        3 * 86400.0,
+        gt=0,
+        description="Half-life in seconds of event time (not wall clock) of a user's embedding(s).",
+    )
+    engine_half_life_events: float = Field(
+        20.0,
+        ge=0,
+        description="Half-life in events of a user's embedding(s): each new action halves the "
+        "weight of history after this many events; 0 disables count decay.",
+    )
+    engine_weight_click: float = Field(1.0, gt=0, description="Weight of a click in user updates.")
+    engine_weight_save: float = Field(
+        2.0, gt=0, description="Weight of a save in user updates (an event's `weight` multiplies)."
+    )
+    engine_interests: int = Field(
+        4, ge=1, description="Interest centroids per user of the `multi` rule (its query count)."
+    )
+    engine_interest_threshold: float = Field(
+        0.5,
+        ge=-1,
+        le=1,
+        description="Cosine similarity above which the `multi` rule adds an item to its nearest "
+        "centroid; below it the item starts a new interest (replacing the weakest when full).",
+    )
+    engine_recent_size: int = Field(
+        50, ge=1, description="Length of the per-user ring of recent actions (item, action, ts)."
+    )
+    engine_seen_size: int = Field(
+        1000,
+        ge=0,
+        description="Distinct items a user has interacted with that are remembered and never "
+        "recommended back (oldest forgotten first).",
+    )
+    engine_applied_ids: int = Field(
+        256,
+        ge=1,
+        description="Recent applied event ids kept per user for idempotence; an event older than "
+        "every remembered id is also treated as applied.",
+    )
+    engine_feature_recent: int = Field(
+        10, ge=1, description="How many of the user's last actions the reranker features look at."
+    )
+    engine_popular_half_life_s: float = Field(
+        86400.0, gt=0, description="Half-life (s of event time) of the recently-popular counts."
+    )
+    engine_popular_top: int = Field(
+        1000, ge=1, description="Recently-popular items kept for cold users (top-N decayed count)."
+    )
+    engine_cold_threshold: int = Field(
+        1,
+        ge=0,
+        description="Actions on known items a user needs before recommendations are personalized; "
+        "below it the user gets recently-popular items.",
+    )
+    engine_device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="Where index and reranker run: `auto` picks a GPU when one is present."
+    )
+    engine_threads: int = Field(
+        1, ge=1, description="Compute threads of index and reranker (scale with processes instead)."
     )
 
     @property
