@@ -132,6 +132,75 @@ class Settings(BaseSettings):
         1, ge=1, description="Compute threads of index and reranker (scale with processes instead)."
     )
 
+    # --- Worker (streams/app, agents, web; owner: worker engineer) --------------------
+    worker_app_id: str = Field(
+        "streamrec",
+        description="Faust app id: the consumer group of all workers and the prefix of their "
+        "changelog topics. Workers with the same id share the work.",
+    )
+    worker_artifacts_dir: Path = Field(
+        Path("artifacts"),
+        description="Artifacts directory (`streamrec train`) the worker loads index and model from.",
+    )
+    worker_max_batch: int = Field(
+        256, ge=1, description="Most events per micro-batch (one FAISS search, one ONNX call)."
+    )
+    worker_batch_window_ms: float = Field(
+        5.0,
+        gt=0,
+        description="Longest wait (ms) for a micro-batch to fill before it is processed anyway.",
+    )
+    worker_web_host: str = Field(
+        "127.0.0.1",
+        description="Host name other workers use to reach this one's HTTP port (routing of "
+        "GET /recommendations to the key's owner).",
+    )
+    worker_web_bind: str = Field("0.0.0.0", description="Interface the worker's HTTP server binds.")
+    worker_web_port: int = Field(6066, ge=1, le=65535, description="The worker's HTTP port.")
+    worker_auth_token: str | None = Field(
+        None,
+        description="When set, every HTTP endpoint except /healthz and /readyz needs "
+        "`Authorization: Bearer <token>`.",
+    )
+    worker_data_dir: Path = Field(
+        Path("out/worker"),
+        description="Where the worker keeps its RocksDB tables (one folder per app id and port).",
+    )
+    worker_store: str = Field(
+        "rocksdb://",
+        description="Faust table store: `rocksdb://` (durable, with changelog recovery) or "
+        "`memory://` (tests only).",
+    )
+    worker_standby_replicas: int = Field(
+        1, ge=0, description="Standby copies of each table partition kept warm on other workers."
+    )
+    worker_stream_processing_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds one micro-batch may take before Faust reports the stream as stuck.",
+    )
+    worker_session_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Kafka consumer session timeout: how long the broker waits for heartbeats "
+        "before it evicts a worker from the group.",
+    )
+    worker_heartbeat_interval_s: float = Field(
+        3.0, gt=0, description="Kafka consumer heartbeat interval (well below the session timeout)."
+    )
+    worker_max_poll_interval_s: float = Field(
+        300.0,
+        gt=0,
+        description="Longest pause between polls before the consumer leaves the group.",
+    )
+    worker_commit_interval_s: float = Field(
+        1.0, gt=0, description="How often consumed offsets are committed (at-least-once)."
+    )
+    worker_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description="Where a new consumer group starts reading `events`: the oldest or newest.",
+    )
+
     @property
     def bootstrap_servers(self) -> str:
         """The cluster to talk to: the configured one, else the local broker."""
