@@ -33,7 +33,11 @@ class Settings(BaseSettings):
         description="Bootstrap servers of an existing Kafka cluster (host:port,...). When set, "
         "streamrec starts no broker of its own and uses this cluster everywhere.",
     )
-    kafka_port: int = Field(9092, description="Port of the local broker started by `streamrec kafka start`.")
+    kafka_port: int = Field(
+        9092,
+        description="Port of the local broker started by `streamrec kafka start`; its KRaft "
+        "controller listens on the port after it.",
+    )
     kafka_version: str = Field(
         "4.1.1", description="Apache Kafka version the local broker is assembled from (Maven Central)."
     )
@@ -43,6 +47,10 @@ class Settings(BaseSettings):
     )
     kafka_start_timeout_s: float = Field(
         60.0, description="Seconds `kafka start` waits for the local broker to answer a metadata request."
+    )
+    kafka_heap: str = Field(
+        "512m",
+        description="JVM heap (-Xms/-Xmx) of the local broker; 512m suits tests and a laptop.",
     )
 
     # --- Topics ----------------------------------------------------------------------

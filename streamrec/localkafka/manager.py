@@ -1,0 +1,315 @@
+"""The life cycle of streamrec's own single-node Kafka: start, status, stop.
+
+One combined KRaft broker+controller listens on 127.0.0.1 (``Settings.kafka_port``, the
+controller on the port after it). Everything it owns sits in the cache directory, outside
+the repository: ``<cache_dir>/kafka-<version>/libs`` (the jars, shared by every port) and
+``<cache_dir>/kafka-<version>/run-<port>/`` (config, KRaft data, log and pid file), so
+brokers on different ports (a developer's and a test session's) never share state.
+
+The broker runs detached from the process that started it: ``streamrec kafka start``
+returns while it keeps running, and any later process finds it again by its pid file.
+When ``Settings.kafka_bootstrap`` names another cluster, nothing here starts or stops
+anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from streamrec.config import Settings
+from streamrec.localkafka.dist import LocalKafkaError, assemble, libs_dir, require_tool, template
+
+#: Seconds ``stop`` waits for a clean shutdown before it kills the broker.
+STOP_TIMEOUT_S = 60.0
+#: The JVM's main class of a Kafka broker (what the pid file's process must be running).
+MAIN_CLASS = "kafka.Kafka"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaStatus:
+    """Where the cluster streamrec talks to is and whether it runs.
+
+    For an external cluster (``external``) only ``bootstrap`` and ``running`` (it answered a
+    metadata request) are meaningful; the paths and pid belong to a local broker.
+    """
+
+    running: bool
+    bootstrap: str
+    external: bool
+    pid: int | None = None
+    log_file: Path | None = None
+    data_dir: Path | None = None
+    already_running: bool = False
+
+    def describe(self) -> str:
+        """One line for people, e.g. ``running at 127.0.0.1:9092 (pid 123, log …, data …)``."""
+        if self.external:
+            state = "answers" if self.running else "does not answer"
+            return f"external cluster {self.bootstrap} {state} (not managed by streamrec)"
+        if not self.running:
+            return (
+                f"stopped (bootstrap {self.bootstrap}, log {self.log_file}, data {self.data_dir})"
+            )
+        return (
+            f"running at {self.bootstrap} (pid {self.pid}, log {self.log_file}, "
+            f"data {self.data_dir})"
+        )
+
+
+def cluster_answers(bootstrap: str, timeout_s: float) -> bool:
+    """Whether a Kafka cluster at ``bootstrap`` answers a metadata request with a broker."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    timeout_ms = max(int(timeout_s * 1000), 100)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+            client_id="streamrec-probe",
+        )
+    except (KafkaError, OSError):
+        return False
+    try:
+        return bool(admin.describe_cluster().get("brokers"))
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Kafka's own ``Uuid.randomUuid`` rejects ids whose text starts with ``-`` (it would read
+    as a command-line option), so this does too.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process; reaps it if it is our exited child."""
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+class LocalKafka:
+    """Start, find and stop the local broker described by ``settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.cache_dir / f"kafka-{settings.kafka_version}"
+        self.run_dir = self.home / f"run-{settings.kafka_port}"
+        self.data_dir = self.run_dir / "data"
+        self.log_file = self.run_dir / "broker.log"
+        self.pid_file = self.run_dir / "broker.pid"
+        self.config_file = self.run_dir / "server.properties"
+        self.bootstrap = f"127.0.0.1:{settings.kafka_port}"
+
+    @property
+    def external(self) -> bool:
+        """True when another cluster is configured and this manager must not touch anything."""
+        return not self.settings.uses_local_kafka
+
+    @property
+    def controller_port(self) -> int:
+        """The KRaft controller's port: the one after the broker's."""
+        return self.settings.kafka_port + 1
+
+    def pid(self) -> int | None:
+        """The pid of this port's running broker, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            cmdline = []
+        ours = MAIN_CLASS.encode() in cmdline and str(self.config_file).encode() in cmdline
+        if ours and _alive(pid):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def status(self) -> KafkaStatus:
+        """Running or stopped, and where; for an external cluster, whether it answers."""
+        if self.external:
+            bootstrap = self.settings.bootstrap_servers
+            return KafkaStatus(cluster_answers(bootstrap, 5.0), bootstrap, external=True)
+        pid = self.pid()
+        return KafkaStatus(
+            pid is not None, self.bootstrap, False, pid, self.log_file, self.data_dir
+        )
+
+    def start(self, on_step: Callable[[str], None] = lambda _: None) -> KafkaStatus:
+        """Make sure the broker runs and answers metadata requests; harmless when it does.
+
+        Steps on a cold cache: check java, download the jars with Maven (once per version),
+        format KRaft storage (once per port), launch the JVM detached, wait until it answers
+        (``Settings.kafka_start_timeout_s``). ``on_step`` hears a short line per step.
+        """
+        if self.external:
+            return self.status()
+        pid = self.pid()
+        if pid is not None:
+            return KafkaStatus(
+                True, self.bootstrap, False, pid, self.log_file, self.data_dir, already_running=True
+            )
+        java = require_tool("java")
+        for port in (self.settings.kafka_port, self.controller_port):
+            if not _port_free(port):
+                raise LocalKafkaError(
+                    f"port {port} on 127.0.0.1 is taken by another program: stop it or set "
+                    "STREAMREC_KAFKA_PORT (the controller uses the port after it)"
+                )
+        on_step(f"assembling Apache Kafka {self.settings.kafka_version} from Maven Central")
+        assemble(self.home, self.settings.kafka_version)
+        self._write_config()
+        if not (self.data_dir / "meta.properties").is_file():
+            on_step(f"formatting KRaft storage in {self.data_dir}")
+            self._format(java)
+        on_step(f"starting the broker on {self.bootstrap}")
+        proc = self._launch(java)
+        self._wait_ready(proc)
+        return KafkaStatus(True, self.bootstrap, False, proc.pid, self.log_file, self.data_dir)
+
+    def stop(self) -> KafkaStatus:
+        """Stop the broker cleanly (SIGTERM, then wait for exit); harmless when stopped.
+
+        A broker that has not exited after ``STOP_TIMEOUT_S`` is killed, so ``stop`` always
+        returns with the port free.
+        """
+        if self.external:
+            return self.status()
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            if not self._wait_exit(pid, STOP_TIMEOUT_S):
+                os.kill(pid, signal.SIGKILL)
+                self._wait_exit(pid, 10.0)
+            self.pid_file.unlink(missing_ok=True)
+        return KafkaStatus(False, self.bootstrap, False, None, self.log_file, self.data_dir)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _classpath(self) -> str:
+        return str(libs_dir(self.home) / "*")
+
+    def _jvm(self, java: str) -> list[str]:
+        """The JVM command line up to the main class: class path, heap and logging."""
+        log4j = self.home / "log4j2.xml"
+        if not log4j.is_file():
+            log4j.write_text(template("log4j2.xml"), encoding="utf-8")
+        return [
+            java,
+            f"-Xmx{self.settings.kafka_heap}",
+            f"-Xms{self.settings.kafka_heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            self._classpath(),
+        ]
+
+    def _write_config(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        text = Template(template("server-template.properties")).substitute(
+            port=self.settings.kafka_port,
+            controller_port=self.controller_port,
+            log_dir=self.data_dir,
+            partitions=self.settings.partitions,
+        )
+        self.config_file.write_text(text, encoding="utf-8")
+
+    def _format(self, java: str) -> None:
+        """Format KRaft storage for a standalone (single-voter, dynamic quorum) controller."""
+        done = subprocess.run(
+            [*self._jvm(java), "kafka.tools.StorageTool", "format", "--standalone",
+             "--cluster-id", new_cluster_id(), "--config", str(self.config_file)],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+            raise LocalKafkaError(f"formatting KRaft storage failed: {lines[-1]}")
+
+    def _launch(self, java: str) -> subprocess.Popen[bytes]:
+        """Start the JVM in its own session, output appended to the log file."""
+        if self.log_file.exists():
+            self.log_file.replace(self.log_file.with_suffix(".log.1"))
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                [*self._jvm(java), MAIN_CLASS, str(self.config_file)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )  # fmt: skip
+        self.pid_file.write_text(f"{proc.pid}\n", encoding="utf-8")
+        return proc
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
+        """Wait until the broker answers a metadata request; fail early if the JVM died."""
+        deadline = time.monotonic() + self.settings.kafka_start_timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise LocalKafkaError(
+                    f"the broker exited with code {proc.returncode} while starting: "
+                    f"{self._last_error()} (log: {self.log_file})"
+                )
+            if cluster_answers(self.bootstrap, 2.0):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise LocalKafkaError(
+            f"the broker did not answer within {self.settings.kafka_start_timeout_s:g} s and was "
+            f"stopped (log: {self.log_file})"
+        )
+
+    def _last_error(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        picked = [line for line in lines if " ERROR " in line or "Exception" in line]
+        return (picked or lines or ["no log"])[-1].strip()
+
+    @staticmethod
+    def _wait_exit(pid: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return True
+            time.sleep(0.1)
+        return not _alive(pid)

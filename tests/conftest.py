@@ -1,0 +1,85 @@
+"""Shared fixtures: one real Kafka broker per test session.
+
+``kafka_bootstrap`` starts streamrec's own local broker through the very manager
+``streamrec kafka start`` uses, on a free port of its own (so it neither collides with a
+developer's broker on 9092 nor with another test session running at the same time), and
+stops it and removes its data when the session ends. With ``STREAMREC_KAFKA_BOOTSTRAP``
+set, that cluster is used instead and nothing is started or stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from streamrec.config import Settings
+from streamrec.localkafka import LocalKafka
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Silence kafka-python 3.0's import-time use of deprecated importlib.resources calls
+    (one warning per protocol schema: hundreds per run, none of them ours)."""
+    config.addinivalue_line(
+        "filterwarnings", "ignore:(open|read)_text is deprecated:DeprecationWarning"
+    )
+
+
+def free_port_pair() -> int:
+    """A port p on 127.0.0.1 with p and p+1 free (broker and KRaft controller)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """``host:port`` of a running Kafka cluster for this test session."""
+    settings = Settings()
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap
+        return
+    broker = LocalKafka(settings.model_copy(update={"kafka_port": free_port_pair()}))
+    status = broker.start()
+    try:
+        yield status.bootstrap
+    finally:
+        broker.stop()
+        shutil.rmtree(broker.run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> Settings:
+    """Settings that point every Kafka client at the session's cluster."""
+    return Settings().model_copy(update={"kafka_bootstrap": kafka_bootstrap})
+
+
+@pytest.fixture
+def make_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
+    """``make_topic(name_prefix, partitions=8) -> name``: a fresh, uniquely named topic,
+    ready to use (a leader on every partition), deleted after the test."""
+    from streamrec.streams.topics import admin_client, delete_topics, ensure_topics
+
+    made: list[str] = []
+    with admin_client(kafka_bootstrap) as admin:
+
+        def make(name_prefix: str, partitions: int = 8) -> str:
+            name = f"{name_prefix}-{uuid.uuid4().hex[:10]}"
+            ensure_topics(admin, [name], partitions)
+            made.append(name)
+            return name
+
+        yield make
+        if made:
+            delete_topics(admin, made)
