@@ -2,3 +2,9 @@
 
 GPU or CPU is chosen once, at start; nothing here knows about streams or Kafka.
 """
+
+from streamrec.index.candidate import CandidateIndex, SearchResult, build_index
+from streamrec.index.params import IndexParams
+from streamrec.index.persist import load_index
+
+__all__ = ["CandidateIndex", "IndexParams", "SearchResult", "build_index", "load_index"]

@@ -1,0 +1,363 @@
+"""The mutable candidate index: batched search with per-query exclusions, upsert, delete.
+
+Design (why it looks like this):
+
+* One lock guards the current :class:`~streamrec.index.segment.Segment` against mutation
+  while a search runs (faiss HNSW/IVF ``add`` is not safe next to a search). Worker
+  processes run one compute thread each, so searches serialise anyway.
+* Deletes and replacements are tombstones. CPU searches skip them with an
+  ``IDSelectorBitmap``; GPU searches over-fetch past them. When tombstones pass
+  ``compact_dead_ratio`` of the live rows (and ``compact_min_dead``), a compaction rebuilds
+  the index from the live rows, by default in a background thread: searches continue on
+  the old generation, and mutations made meanwhile are journalled and replayed onto the
+  new one before it is swapped in.
+* Per-query exclusions (a user's seen items) are removed by over-fetching
+  ``k + |largest exclusion set|`` in ONE batched faiss call, with a doubling retry for the
+  few queries that still come up short and an exact scan as the last resort (an ANN index
+  that ran out of candidates). Measured against one selector-filtered faiss call per query:
+  see ``tests/index`` and the issue-5 report for the figures.
+* Scores are "higher is better" for both metrics: the inner product for ``ip``, the
+  negated squared distance for ``l2``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from streamrec.index.backends import Backend, search_params
+from streamrec.index.params import IndexParams
+from streamrec.index.segment import Progress, Segment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """Per query: item ids best first and their scores (higher is better), k each when the
+    catalog (minus exclusions) holds k items."""
+
+    ids: list[list[str]]
+    scores: list[np.ndarray]
+
+
+class CandidateIndex:
+    """A FAISS index over string item ids; built by :func:`build_index` or :func:`load_index`."""
+
+    def __init__(
+        self, backend: Backend, dim: int, params: IndexParams, segment: Segment, source: str = ""
+    ) -> None:
+        self._backend = backend
+        self.dim = dim
+        self.params = params
+        self.source = source
+        self._seg = segment
+        self._lock = threading.RLock()
+        self._journal: list[tuple[str, list[str], np.ndarray | None]] | None = None
+        self._compactor: threading.Thread | None = None
+
+    # --- description ---------------------------------------------------------------
+    @property
+    def metric(self) -> str:
+        return self._backend.metric
+
+    @property
+    def kind(self) -> str:
+        return self._backend.kind
+
+    @property
+    def device(self) -> str:
+        return self._backend.device
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def tombstones(self) -> int:
+        """Dead rows still inside the faiss index (deleted or replaced, not yet compacted)."""
+        return self._seg.dead
+
+    def __len__(self) -> int:
+        return len(self._seg.pos)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._seg.pos
+
+    def __repr__(self) -> str:
+        return (
+            f"CandidateIndex(kind={self.kind!r}, device={self.device!r}, metric={self.metric!r}, "
+            f"dim={self.dim}, items={len(self)}, tombstones={self.tombstones})"
+        )
+
+    # --- reads ---------------------------------------------------------------------
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        exclude: Sequence[Collection[str]] | None = None,
+    ) -> SearchResult:
+        """Top-``k`` items for each query row, never an excluded or deleted item."""
+        q = check_vectors(queries, self.dim, "queries")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, not {k}")
+        if exclude is not None and len(exclude) != len(q):
+            raise ValueError(f"exclude has {len(exclude)} sets for {len(q)} queries")
+        with self._lock:
+            return _search(self._seg, self._backend, self.params, q, k, exclude)
+
+    def get_vectors(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of ``ids`` (zeros where unknown) and a mask of which were found."""
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        with self._lock:
+            seg = self._seg
+            rows = np.array([seg.pos.get(i, -1) for i in ids], dtype=np.int64)
+            found = rows >= 0
+            out[found] = seg.vectors[rows[found]]
+        return out, found
+
+    # --- writes --------------------------------------------------------------------
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Add new items or replace the vectors of existing ones; visible to the next search."""
+        ids = check_ids(ids)
+        v = check_vectors(vectors, self.dim, "vectors")
+        if len(v) != len(ids):
+            raise ValueError(f"need one vector per id: {len(ids)} ids, {len(v)} vectors")
+        if not ids:
+            return
+        with self._lock:
+            self._seg.upsert(ids, v)
+            if self._journal is not None:
+                self._journal.append(("upsert", ids, v.copy()))
+            due = self._compaction_due()
+        if due:
+            self._compact_soon()
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove items; an unknown id is a ``KeyError`` and nothing is deleted."""
+        ids = check_ids(ids)
+        with self._lock:
+            unknown = [i for i in ids if i not in self._seg.pos]
+            if unknown:
+                raise KeyError(f"cannot delete unknown item id(s): {_preview(unknown)}")
+            self._seg.delete(ids)
+            if self._journal is not None:
+                self._journal.append(("delete", ids, None))
+            due = self._compaction_due()
+        if due:
+            self._compact_soon()
+
+    def compact(self) -> None:
+        """Rebuild from the live rows now (waits for a running background compaction first).
+
+        Cost: a full rebuild of the live items (HNSW: graph construction; IVF: k-means +
+        assignment; flat: a copy), done off the lock so searches keep running.
+        """
+        running = self._compactor
+        if running is not None:
+            running.join()
+        self._rebuild()
+
+    def wait_for_compaction(self, timeout: float | None = None) -> None:
+        """Block until a background compaction (if any) has finished."""
+        running = self._compactor
+        if running is not None:
+            running.join(timeout)
+
+    def save(self, directory: Path) -> None:
+        """Write index, id map and metadata to ``directory`` (see :mod:`.persist`)."""
+        from streamrec.index.persist import save_index
+
+        with self._lock:
+            save_index(self, self._seg, Path(directory))
+
+    # --- compaction ----------------------------------------------------------------
+    def _compaction_due(self) -> bool:
+        seg = self._seg
+        threshold = max(self.params.compact_min_dead, self.params.compact_dead_ratio * len(seg.pos))
+        return self._journal is None and seg.dead > 0 and seg.dead >= threshold
+
+    def _compact_soon(self) -> None:
+        if not self.params.background_compaction:
+            self._rebuild()
+            return
+        with self._lock:
+            if self._compactor is not None and self._compactor.is_alive():
+                return
+            self._compactor = threading.Thread(
+                target=self._rebuild_logged, name="index-compaction", daemon=True
+            )
+            self._compactor.start()
+
+    def _rebuild_logged(self) -> None:
+        try:
+            self._rebuild()
+        except Exception:  # a failed background rebuild keeps serving the old generation
+            log.exception("index compaction failed; still serving the previous generation")
+
+    def _rebuild(self) -> None:
+        with self._lock:
+            if self._journal is not None:
+                return  # another compaction is already between snapshot and swap
+            seg = self._seg
+            rows = np.flatnonzero(seg.live[: seg.rows])
+            ids = seg.row_ids[rows].tolist()
+            vectors = seg.vectors[rows]
+            self._journal = []
+        try:
+            fresh = Segment.build(self._backend, self.params, ids, vectors)
+            with self._lock:
+                for op, op_ids, op_vectors in self._journal:
+                    if op == "upsert":
+                        fresh.upsert(op_ids, op_vectors)  # type: ignore[arg-type]
+                    else:
+                        fresh.delete(op_ids)
+                self._seg = fresh
+                log.info("index compacted: %d live items, %d dead rows dropped", len(ids), seg.dead)
+        finally:
+            with self._lock:
+                self._journal = None
+
+
+def _search(
+    seg: Segment,
+    backend: Backend,
+    params: IndexParams,
+    q: np.ndarray,
+    k: int,
+    exclude: Sequence[Collection[str]] | None,
+) -> SearchResult:
+    n = len(q)
+    ex_rows = [_live_rows(seg, ex) for ex in exclude] if exclude is not None else [()] * n
+    want = np.minimum(k, len(seg.pos) - np.array([len(r) for r in ex_rows], dtype=np.int64))
+    stride = max(seg.rows, 1)
+    keys = np.sort(
+        np.concatenate(
+            [np.asarray(r, dtype=np.int64) + qi * stride for qi, r in enumerate(ex_rows)]
+            + [np.empty(0, np.int64)]
+        )
+    )
+    selector = seg.selector() if backend.supports_selector and seg.dead else None
+    slack = max((len(r) for r in ex_rows), default=0) + (seg.dead if selector is None else 0)
+    kq = min(seg.rows, k + slack)
+
+    out_rows: list[np.ndarray] = [np.empty(0, np.int64)] * n
+    out_scores: list[np.ndarray] = [np.empty(0, np.float32)] * n
+    pending = np.flatnonzero(want > 0)
+    while len(pending) and kq > 0:
+        sp = search_params(backend, params, kq, selector)
+        dist, lab = seg.index.search(q[pending], kq, params=sp)
+        valid = lab >= 0
+        safe = np.where(valid, lab, 0)
+        if selector is None and seg.dead:
+            valid &= seg.live[safe]
+        if keys.size:
+            valid &= ~np.isin(safe + pending[:, None] * stride, keys)
+        enough = valid.sum(axis=1) >= want[pending]
+        exhausted = (lab[:, -1] < 0) | (kq >= seg.rows)
+        for j in np.flatnonzero(enough):
+            qi = pending[j]
+            cols = np.flatnonzero(valid[j])[: want[qi]]
+            out_rows[qi] = lab[j, cols]
+            out_scores[qi] = dist[j, cols]
+        for j in np.flatnonzero(~enough & exhausted):  # ANN ran dry: exact scan, always right
+            qi = pending[j]
+            out_rows[qi], out_scores[qi] = _exact(seg, backend.metric, q[qi], want[qi], ex_rows[qi])
+        pending = pending[~enough & ~exhausted]
+        kq = min(seg.rows, kq * 2)
+
+    sign = -1.0 if backend.metric == "l2" else 1.0
+    return SearchResult(
+        ids=[seg.row_ids[r].tolist() for r in out_rows],
+        scores=[(s * sign).astype(np.float32, copy=False) for s in out_scores],
+    )
+
+
+def _live_rows(seg: Segment, exclude: Collection[str]) -> list[int]:
+    """Rows of the live items among ``exclude`` (unknown or deleted ids need no exclusion)."""
+    pos = seg.pos
+    return list({pos[i] for i in exclude if i in pos})
+
+
+def _exact(
+    seg: Segment, metric: str, q: np.ndarray, want: int, excluded: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force over live rows; scores in faiss convention (ip: dot, l2: squared dist)."""
+    vectors = seg.vectors[: seg.rows]
+    sim = vectors @ q
+    if metric == "l2":
+        sim = 2 * sim - np.einsum("ij,ij->i", vectors, vectors) - float(q @ q)
+    sim[~seg.live[: seg.rows]] = -np.inf
+    sim[list(excluded)] = -np.inf
+    top = np.argpartition(-sim, want - 1)[:want]
+    top = top[np.argsort(-sim[top], kind="stable")]
+    scores = sim[top] if metric == "ip" else -sim[top]
+    return top.astype(np.int64), scores.astype(np.float32)
+
+
+def check_vectors(vectors: Any, dim: int | None, what: str) -> np.ndarray:
+    """A C-contiguous float32 ``[n, dim]`` copy-or-view; clear errors for shape and NaN/inf."""
+    v = np.asarray(vectors)
+    if v.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D array [n, dim], got shape {v.shape}")
+    if dim is not None and v.shape[1] != dim:
+        raise ValueError(f"{what} have dimension {v.shape[1]} but the index has dimension {dim}")
+    v = np.ascontiguousarray(v, dtype=np.float32)
+    finite = np.isfinite(v).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(
+            f"{what} contain NaN or infinite values in {len(bad)} row(s): {_preview(bad.tolist())}"
+        )
+    return v
+
+
+def check_ids(ids: Sequence[str]) -> list[str]:
+    """Ids as a list of non-empty strings with no duplicate (a duplicate is ambiguous)."""
+    out = [ids] if isinstance(ids, str) else list(ids)
+    bad = [i for i in out if not isinstance(i, str) or not i]
+    if bad:
+        raise ValueError(f"item ids must be non-empty strings: {_preview(bad)}")
+    if len(set(out)) != len(out):
+        seen: set[str] = set()
+        dups = sorted({i for i in out if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate item id(s) in one call: {_preview(dups)}")
+    return out
+
+
+def _preview(items: Sequence[Any], limit: int = 5) -> str:
+    shown = ", ".join(repr(i) for i in items[:limit])
+    return shown + (f" ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def build_index(
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    *,
+    kind: str = "auto",
+    metric: str = "ip",
+    device: str = "auto",
+    source: str = "",
+    progress: Progress | None = None,
+    **params: Any,
+) -> CandidateIndex:
+    """Build an index over ``ids``/``vectors``; ``params`` are :class:`IndexParams` fields.
+
+    ``kind="auto"`` picks exact search up to ``flat_max_items`` items and an ANN index above;
+    ``device="auto"`` picks the GPU when faiss sees one (see :mod:`.backends`).
+    """
+    from streamrec.index.backends import resolve
+
+    p = IndexParams.of(**params)
+    ids = check_ids(ids)
+    v = check_vectors(vectors, None, "vectors")
+    if len(v) != len(ids):
+        raise ValueError(f"need one vector per id: {len(ids)} ids, {len(v)} vectors")
+    backend = resolve(kind, metric, device, len(ids), p)
+    segment = Segment.build(backend, p, ids, v, progress)
+    return CandidateIndex(backend, v.shape[1], p, segment, source=source)

@@ -1,0 +1,67 @@
+"""Tuning knobs of the candidate index, as one frozen value.
+
+``index/`` sits below the root package, so it never reads :class:`streamrec.config.Settings`
+itself; the CLI and the engine loader translate settings into :class:`IndexParams` (or pass
+the same names as keyword arguments to :func:`streamrec.index.build_index`).
+Defaults come from ``streamrec index bench`` at 1M x 64 on 1 CPU thread (see the report in
+issue 5): they reach recall@200 >= 0.95 on a clustered catalog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+KINDS = ("flat", "hnsw", "ivf")
+METRICS = ("ip", "l2")
+DEVICES = ("auto", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """Everything that shapes how an index is built and searched (not what it holds)."""
+
+    flat_max_items: int = 50_000
+    """``kind="auto"`` builds an exact index up to this many items, an ANN index above."""
+    large_kind: str = "ivf"
+    """ANN kind ``kind="auto"`` picks above ``flat_max_items`` on CPU (GPU always uses ivf)."""
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 256
+    ivf_nlist: int = 0
+    """Inverted lists; 0 = about 4 x sqrt(items), capped so every list trains on >= 39 points."""
+    ivf_nprobe: int = 24
+    blas_threshold: int = 4096
+    """faiss uses BLAS for exact distances when queries x dim >= this (faiss default: 128000,
+    which keeps micro-batches on the slow scalar path)."""
+    compact_dead_ratio: float = 0.2
+    """Rebuild the index once deleted/replaced rows exceed this share of live ones."""
+    compact_min_dead: int = 1024
+    """... and at least this many (small catalogs do not rebuild on every delete)."""
+    background_compaction: bool = True
+    """Rebuild in a background thread (searches go on) instead of inside the mutating call."""
+
+    def __post_init__(self) -> None:
+        if self.large_kind not in ("hnsw", "ivf"):
+            raise ValueError(f"large_kind must be 'hnsw' or 'ivf', not {self.large_kind!r}")
+        positive = ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.ivf_nlist < 0 or self.flat_max_items < 0 or self.compact_min_dead < 0:
+            raise ValueError("ivf_nlist, flat_max_items and compact_min_dead must be >= 0")
+        if not self.compact_dead_ratio > 0:
+            raise ValueError(f"compact_dead_ratio must be > 0, not {self.compact_dead_ratio}")
+
+    @classmethod
+    def of(cls, base: IndexParams | None = None, **overrides: Any) -> IndexParams:
+        """``base`` (or the defaults) with ``overrides``; an unknown name is a clear error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown index parameter(s) {unknown}; known: {sorted(known)}")
+        return replace(base or cls(), **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy, stored in an index's metadata."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
