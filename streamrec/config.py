@@ -294,6 +294,83 @@ class Settings(BaseSettings):
         "interest.",
     )
 
+    # --- Training (streamrec.training, models/; owner: models engineer) --------------
+    train_seed: int = Field(0, description="Seed of everything `streamrec train` draws at random.")
+    train_embedding_dim: int = Field(64, ge=4, description="Dimension of the item embeddings.")
+    train_embedding_method: Literal["als", "cooc"] = Field(
+        "als",
+        description="Item-embedding learner: implicit ALS (measured best on MovieLens-1M) or "
+        "item2vec in closed form (PPMI of windowed co-occurrence + SVD).",
+    )
+    train_holdout_frac: float = Field(
+        0.1,
+        gt=0,
+        lt=0.5,
+        description="Last share (by time) of the training file held out for the report's "
+        "offline metrics; embeddings and rerankers never learn from it.",
+    )
+    train_examples: int = Field(
+        30_000,
+        ge=100,
+        description="Events sampled (uniformly, after each user's first) from the learning part "
+        "as ranking groups: the engine's candidates for the event, labelled by what came next.",
+    )
+    train_eval_events: int = Field(
+        5000, ge=100, description="Held-out events sampled for the report's NDCG@10 / HR@10."
+    )
+    train_quick_examples: int = Field(
+        2500, ge=100, description="`--quick`: ranking groups sampled instead of `train_examples`."
+    )
+    train_quick_eval_events: int = Field(
+        1000, ge=100, description="`--quick`: held-out events instead of `train_eval_events`."
+    )
+    train_label_horizon: int = Field(
+        3,
+        ge=1,
+        description="A candidate is a positive when the user acts on it within this many next "
+        "events (the very next one counts fully, later ones half); save counts double a click.",
+    )
+    train_seq_len: int = Field(
+        20, ge=1, description="The teacher attends over this many of the user's last actions."
+    )
+    train_epochs: int = Field(6, ge=1, description="Epochs of the teacher and of the student.")
+    train_quick_epochs: int = Field(3, ge=1, description="`--quick`: epochs instead of `train_epochs`.")
+    train_batch_groups: int = Field(64, ge=1, description="Ranking groups (events) per step.")
+    train_lr: float = Field(2e-3, gt=0, description="AdamW learning rate.")
+    train_candidates: int = Field(
+        64,
+        ge=2,
+        description="Candidates per group per step: every positive plus random retrieved (hard) "
+        "negatives.",
+    )
+    train_teacher_hidden: int = Field(64, ge=8, description="Teacher's attention width.")
+    train_teacher_mlp: int = Field(256, ge=8, description="Teacher's first MLP layer width.")
+    train_student_hidden: tuple[int, ...] = Field(
+        (64, 32), description="Student MLP hidden layer widths (JSON list in the environment)."
+    )
+    train_temperature: float = Field(2.0, gt=0, description="Distillation temperature.")
+    train_soft_weight: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Weight of the teacher's soft targets in the student's loss (rest: labels).",
+    )
+    train_latency_runs: int = Field(
+        500, ge=10, description="Timed calls per model for the report's p50/p99 latency."
+    )
+    train_gate_quality: float = Field(
+        0.97,
+        gt=0,
+        le=1,
+        description="Gate: the student's NDCG@10 must reach this share of the teacher's.",
+    )
+    train_gate_speedup: float = Field(
+        5.0,
+        gt=0,
+        description="Gate: the teacher's p99 latency (ONNX, 200 candidates) over the student's "
+        "must be at least this.",
+    )
+
     @property
     def data_cache_dir(self) -> Path:
         """Where downloaded dataset wheels are kept: ``data_dir`` or ``<cache_dir>/data``."""
