@@ -12,7 +12,7 @@ applications build a ``Settings(...)`` and hand it over.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -370,6 +370,61 @@ class Settings(BaseSettings):
         description="Gate: the teacher's p99 latency (ONNX, 200 candidates) over the student's "
         "must be at least this.",
     )
+
+    # --- Candidate index (index/; owner: index engineer) -----------------------------
+    # Device and threads are the engine's (`engine_device`, `engine_threads`); these shape
+    # the FAISS index itself. Defaults: `streamrec index bench` at 1M x 64, 1 CPU thread.
+    index_kind: Literal["auto", "flat", "hnsw", "ivf"] = Field(
+        "auto",
+        description="Index kind: `flat` (exact), `hnsw` or `ivf` (approximate); `auto` picks "
+        "exact up to `index_flat_max_items` items and `index_large_kind` above (ivf on a GPU).",
+    )
+    index_flat_max_items: int = Field(
+        50_000, ge=0, description="`auto` kind: catalogs up to this size get exact search."
+    )
+    index_large_kind: Literal["hnsw", "ivf"] = Field(
+        "ivf", description="`auto` kind: the approximate index for larger catalogs on CPU."
+    )
+    index_hnsw_m: int = Field(32, ge=2, description="HNSW graph degree M (memory and recall).")
+    index_hnsw_ef_construction: int = Field(
+        80, ge=1, description="HNSW efConstruction: build-time beam width (build time vs recall)."
+    )
+    index_hnsw_ef_search: int = Field(
+        256, ge=1, description="HNSW efSearch: search beam width (raised to k when smaller)."
+    )
+    index_ivf_nlist: int = Field(
+        0, ge=0, description="IVF inverted lists; 0 = about 4 x sqrt(items)."
+    )
+    index_ivf_nprobe: int = Field(24, ge=1, description="IVF lists scanned per query.")
+    index_blas_threshold: int = Field(
+        4096,
+        ge=0,
+        description="faiss uses BLAS for exact distances once queries x dim reach this (faiss's "
+        "own default 128000 keeps micro-batches on its slower scalar path).",
+    )
+    index_compact_dead_ratio: float = Field(
+        0.2,
+        gt=0,
+        description="Rebuild the index once deleted/replaced items exceed this share of live ones.",
+    )
+    index_compact_min_dead: int = Field(
+        1024, ge=0, description="... and at least this many (no rebuild per delete on small ones)."
+    )
+    index_background_compaction: bool = Field(
+        True,
+        description="Rebuild in a background thread while searches go on (else inside the "
+        "upsert/delete call that crossed the threshold).",
+    )
+
+    @property
+    def index_params(self) -> dict[str, Any]:
+        """The `index_*` fields as keyword arguments of `build_index` / `load_index`."""
+        names = (
+            "flat_max_items", "large_kind", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search",
+            "ivf_nlist", "ivf_nprobe", "blas_threshold", "compact_dead_ratio", "compact_min_dead",
+            "background_compaction",
+        )  # fmt: skip
+        return {name: getattr(self, f"index_{name}") for name in names}
 
     @property
     def data_cache_dir(self) -> Path:
