@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     engine_threads: int = Field(
         1, ge=1, description="Compute threads of index and reranker (scale with processes instead)."
     )
+    engine_reranker: str = Field(
+        "reranker.onnx",
+        description="Reranker file inside the artifacts directory (e.g. `reranker.int8.onnx`); "
+        "empty, or a file that is not there, serves in retrieval order.",
+    )
 
     # --- Worker (streams/app, agents, web; owner: worker engineer) --------------------
     worker_app_id: str = Field(

@@ -1,0 +1,64 @@
+"""The engine core's own configuration, cut from the one ``Settings`` object.
+
+The core takes this small frozen dataclass rather than ``Settings`` so tests, training and
+evaluation can build variants (another rule, no decay, other bounds) with
+``dataclasses.replace`` without going through the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from streamrec.config import Settings
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything the engine core needs; see ``Settings.engine_*`` for what each field means."""
+
+    k: int = 20
+    candidates: int = 200
+    rule: str = "decayed"
+    half_life_s: float = 3 * 86400.0
+    half_life_events: float = 20.0
+    action_weights: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({"click": 1.0, "save": 2.0})
+    )
+    interests: int = 4
+    interest_threshold: float = 0.5
+    recent_size: int = 50
+    seen_size: int = 1000
+    applied_ids: int = 256
+    feature_recent: int = 10
+    popular_half_life_s: float = 86400.0
+    popular_top: int = 1000
+    cold_threshold: int = 1
+    device: str = "auto"
+    threads: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        """The engine configuration the settings describe."""
+        return cls(
+            k=settings.engine_k,
+            candidates=settings.engine_candidates,
+            rule=settings.engine_rule,
+            half_life_s=settings.engine_half_life_s,
+            half_life_events=settings.engine_half_life_events,
+            action_weights=MappingProxyType(
+                {"click": settings.engine_weight_click, "save": settings.engine_weight_save}
+            ),
+            interests=settings.engine_interests,
+            interest_threshold=settings.engine_interest_threshold,
+            recent_size=settings.engine_recent_size,
+            seen_size=settings.engine_seen_size,
+            applied_ids=settings.engine_applied_ids,
+            feature_recent=settings.engine_feature_recent,
+            popular_half_life_s=settings.engine_popular_half_life_s,
+            popular_top=settings.engine_popular_top,
+            cold_threshold=settings.engine_cold_threshold,
+            device=settings.engine_device,
+            threads=settings.engine_threads,
+        )

@@ -1,0 +1,386 @@
+"""The engine core: one micro-batch of events in, exactly one recommendation per event out.
+
+Kafka-free on purpose: the Faust agent, the training-example logger and the prequential
+evaluator all call :class:`Engine`, so what is trained on, evaluated and served is the same
+code. Per micro-batch (DESIGN.md "The path of one event"):
+
+1. **apply** — events in order; an already-applied event id is skipped (idempotence, see
+   ``state.py``); each event moves its user's state (ring, seen items, counters, the update
+   rule's vectors) and the recently-popular counts. Each event takes a snapshot
+   (:class:`~streamrec.streams.core.features.UserContext`) of its user's state right after
+   it (or right before it, for training and prequential evaluation), so two events of one
+   user in one batch get two different recommendations.
+2. **search** — ONE batched ``index.search`` over every personalized snapshot's queries
+   (several per user for the multi-interest rule), with the user's seen items excluded by
+   the index's over-fetch. Cold users (fewer than ``cold_threshold`` actions on known items)
+   get recently-popular items instead, minus seen and deleted ones.
+3. **features** — ONE ``get_vectors`` call and one vectorised :func:`build_features`.
+4. **rerank** — ONE ``scorer.score`` call over all personalized candidates of the batch
+   (retrieval order when there is no scorer); top-k.
+
+Stage timings of the last batch are in :attr:`Engine.last_batch_stats` for metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+from streamrec.index import SearchResult
+from streamrec.streams.core.config import EngineConfig
+from streamrec.streams.core.features import UserContext, VectorTable, build_features
+from streamrec.streams.core.popular import Popular
+from streamrec.streams.core.rules import UpdateRule
+from streamrec.streams.core.state import UserState
+from streamrec.streams.wire import Event, Recommendation
+
+PERSONALIZED = "personalized"
+POPULAR = "popular"
+
+Moment = Literal["after", "before"]
+
+
+class Index(Protocol):
+    """The part of ``CandidateIndex`` the engine uses."""
+
+    def __contains__(self, item_id: object) -> bool: ...
+    def search(
+        self, queries: np.ndarray, k: int, exclude: Sequence[set[str]] | None = None
+    ) -> SearchResult: ...
+    def get_vectors(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None: ...
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+
+class Reranker(Protocol):
+    """The part of ``streamrec.models.scorer.Scorer`` the engine uses."""
+
+    model_version: str
+
+    def score(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class BatchStats:
+    """What one micro-batch did and how long each stage took (seconds, perf_counter)."""
+
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    personalized: int = 0
+    popular: int = 0
+    candidates: int = 0
+    apply_s: float = 0.0
+    search_s: float = 0.0
+    features_s: float = 0.0
+    rerank_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.apply_s + self.search_s + self.features_s + self.rerank_s
+
+    def stages(self) -> dict[str, float]:
+        """Stage name → seconds, for per-stage latency metrics."""
+        return {
+            "apply": self.apply_s,
+            "search": self.search_s,
+            "features": self.features_s,
+            "rerank": self.rerank_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateSet:
+    """One event's candidates, in retrieval order, with their reranker features.
+
+    ``scores`` are retrieval scores (personalized) or decayed popular counts (popular);
+    ``applied`` is False when the event was a duplicate and left the state unchanged.
+    """
+
+    event: Event
+    source: str
+    ids: list[str]
+    scores: np.ndarray
+    features: np.ndarray
+    applied: bool
+
+
+@dataclass
+class _Snapshot:
+    event: Event
+    context: UserContext
+    exclude: set[str]
+    applied: bool
+    ids: list[str] = field(default_factory=list)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Engine:
+    """Turns micro-batches of events into recommendations (see the module doc)."""
+
+    def __init__(
+        self,
+        index: Index,
+        scorer: Reranker | None,
+        rule: UpdateRule,
+        popular: Popular,
+        config: EngineConfig,
+        *,
+        clock: Callable[[], int] = _wall_clock_ms,
+        model_version: str | None = None,
+    ) -> None:
+        self.index = index
+        self.scorer = scorer
+        self.rule = rule
+        self.popular = popular
+        self.config = config
+        self.clock = clock
+        self.model_version = model_version or (scorer.model_version if scorer else "retrieval")
+        self.last_batch_stats = BatchStats()
+
+    # --- the micro-batch ---------------------------------------------------------------
+    def process(
+        self,
+        events: Sequence[Event],
+        states: MutableMapping[str, UserState],
+        *,
+        moment: Moment = "after",
+    ) -> list[Recommendation]:
+        """Apply ``events`` in order and return exactly one recommendation per event.
+
+        ``moment="after"`` (serving) recommends from each user's state right after the
+        event; ``"before"`` from the state right before it (prequential evaluation: what the
+        user was shown when they acted). ``states`` gets a (new or updated) state for every
+        user of the batch.
+        """
+        candidate_sets = self.prepare(events, states, moment=moment)
+        started = time.perf_counter()
+        recs = self._rank(candidate_sets)
+        self.last_batch_stats.rerank_s = time.perf_counter() - started
+        return recs
+
+    def prepare(
+        self,
+        events: Sequence[Event],
+        states: MutableMapping[str, UserState],
+        *,
+        moment: Moment = "after",
+    ) -> list[CandidateSet]:
+        """Apply ``events`` and return each one's candidates and features, unranked.
+
+        With ``moment="before"`` this is what training logs: for each event, the candidates
+        the engine would have served just before it (label them by what the user did).
+        """
+        stats = BatchStats(events=len(events))
+        self.last_batch_stats = stats
+        started = time.perf_counter()
+        snapshots = self._apply(events, states, moment, stats)
+        applied_at = time.perf_counter()
+        stats.apply_s = applied_at - started
+        self._retrieve(snapshots, stats)
+        searched_at = time.perf_counter()
+        stats.search_s = searched_at - applied_at
+        out = self._features(snapshots)
+        stats.features_s = time.perf_counter() - searched_at
+        stats.candidates = sum(len(c.ids) for c in out)
+        return out
+
+    def apply(self, events: Sequence[Event], states: MutableMapping[str, UserState]) -> int:
+        """Apply events to the states and popular counts only (warm-up); returns how many
+        were newly applied."""
+        stats = BatchStats(events=len(events))
+        table = VectorTable.fetch(self.index, [e.item_id for e in events])
+        for event in events:
+            state = self._state(states, event.user_id)
+            if self._apply_one(state, event, table):
+                stats.applied += 1
+        return stats.applied
+
+    # --- live catalog ------------------------------------------------------------------
+    def apply_item_upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Add or replace catalog items; they can be recommended from the next batch on."""
+        self.index.upsert(ids, vectors)
+
+    def apply_item_delete(self, ids: Sequence[str]) -> None:
+        """Remove catalog items from retrieval and popularity; unknown ids are ignored, so a
+        redelivered delete is harmless."""
+        known = [i for i in dict.fromkeys(ids) if i in self.index]
+        if known:
+            self.index.delete(known)
+        self.popular.drop(ids)
+
+    # --- stages ------------------------------------------------------------------------
+    def _state(self, states: MutableMapping[str, UserState], user_id: str) -> UserState:
+        state = states.get(user_id)
+        if state is None:
+            state = states[user_id] = UserState()
+        return state
+
+    def _apply_one(self, state: UserState, event: Event, table: VectorTable) -> bool:
+        """Apply one event unless it was already applied; True when it was applied now."""
+        if state.is_applied(event):
+            return False
+        cfg = self.config
+        state.record(
+            event,
+            recent_size=cfg.recent_size,
+            seen_size=cfg.seen_size,
+            applied_ids=cfg.applied_ids,
+        )
+        weight = self.rule.weight(event.action, event.weight)
+        vector = table.vector(event.item_id)
+        if vector is not None:
+            self.rule.update(state, vector, weight, event.ts)
+        self.popular.add(event.item_id, event.ts, weight)
+        return True
+
+    def _context(self, state: UserState) -> UserContext:
+        return UserContext.of(
+            state,
+            self.rule,
+            recent=self.config.feature_recent,
+            cold_threshold=self.config.cold_threshold,
+        )
+
+    def _apply(
+        self,
+        events: Sequence[Event],
+        states: MutableMapping[str, UserState],
+        moment: Moment,
+        stats: BatchStats,
+    ) -> list[_Snapshot]:
+        table = VectorTable.fetch(self.index, [e.item_id for e in events])
+        touched: dict[str, UserState] = {}
+        snapshots = []
+        for event in events:
+            state = touched.get(event.user_id) or self._state(states, event.user_id)
+            touched[event.user_id] = state
+            before = (self._context(state), state.exclude) if moment == "before" else None
+            applied = self._apply_one(state, event, table)
+            context, exclude = before or (self._context(state), state.exclude)
+            stats.applied += applied
+            stats.duplicates += not applied
+            snapshots.append(_Snapshot(event, context, exclude, applied))
+        for user_id, state in touched.items():  # assignment is what a Faust table persists
+            states[user_id] = state
+        return snapshots
+
+    def _retrieve(self, snapshots: list[_Snapshot], stats: BatchStats) -> None:
+        """One batched search for the personalized snapshots; popular for the cold ones."""
+        n = self.config.candidates
+        warm = [s for s in snapshots if not s.context.cold]
+        if warm:
+            m_max = self.rule.max_queries
+            per_query = n if m_max == 1 else min(n, math.ceil(1.5 * n / m_max))
+            queries = np.vstack([s.context.queries for s in warm])
+            exclude = [s.exclude for s in warm for _ in s.context.queries]
+            result = self.index.search(queries, per_query, exclude=exclude)
+            row = 0
+            for snap in warm:
+                m = len(snap.context.queries)
+                rows = slice(row, row + m)
+                snap.ids, snap.scores = _interleave(result.ids[rows], result.scores[rows], n)
+                row += m
+        for snap in snapshots:
+            if snap.context.cold:
+                snap.ids, snap.scores = self._popular_for(snap, n, ())
+            elif len(snap.ids) < n:  # tiny catalog or heavy exclusions: fill from popular
+                ids, _ = self._popular_for(snap, n - len(snap.ids), snap.ids)
+                snap.ids = snap.ids + ids
+                snap.scores = np.concatenate([snap.scores, np.zeros(len(ids), np.float32)])
+        stats.personalized = len(warm)
+        stats.popular = len(snapshots) - len(warm)
+
+    def _popular_for(
+        self, snap: _Snapshot, n: int, taken: Sequence[str]
+    ) -> tuple[list[str], np.ndarray]:
+        """The first ``n`` popular items not seen by the user, not taken, still in the index."""
+        popular_ids, popular_counts = self.popular.top()
+        skip = snap.exclude.union(taken)
+        ids, counts = [], []
+        for item, count in zip(popular_ids, popular_counts, strict=True):
+            if item not in skip and item in self.index:
+                ids.append(item)
+                counts.append(count)
+                if len(ids) == n:
+                    break
+        return ids, np.asarray(counts, dtype=np.float32)
+
+    def _features(self, snapshots: list[_Snapshot]) -> list[CandidateSet]:
+        contexts = [s.context for s in snapshots]
+        candidates = [s.ids for s in snapshots]
+        flat = [item for ids in candidates for item in ids]
+        recent = [item for c in contexts for item in c.recent_items]
+        table = VectorTable.fetch(self.index, flat + recent)
+        features = build_features(contexts, candidates, table, self.popular.counts(flat))
+        out, start = [], 0
+        for snap in snapshots:
+            end = start + len(snap.ids)
+            source = POPULAR if snap.context.cold else PERSONALIZED
+            feats = features[start:end]
+            out.append(CandidateSet(snap.event, source, snap.ids, snap.scores, feats, snap.applied))
+            start = end
+        return out
+
+    def _rank(self, candidate_sets: list[CandidateSet]) -> list[Recommendation]:
+        """One scorer call over all personalized candidates; top-k per event."""
+        k = self.config.k
+        scored = [c for c in candidate_sets if c.source == PERSONALIZED]
+        reranked: dict[int, np.ndarray] = {}
+        if self.scorer is not None and scored:
+            scores = self.scorer.score(np.vstack([c.features for c in scored]))
+            start = 0
+            for c in scored:
+                reranked[id(c)] = scores[start : start + len(c.ids)]
+                start += len(c.ids)
+        emitted = self.clock()
+        recs = []
+        for c in candidate_sets:
+            scores = reranked.get(id(c))
+            if scores is None:
+                order = np.arange(min(k, len(c.ids)))
+                scores = c.scores
+            else:
+                order = np.argsort(-scores, kind="stable")[:k]
+            recs.append(
+                Recommendation(
+                    user_id=c.event.user_id,
+                    items=[c.ids[i] for i in order],
+                    scores=[float(scores[i]) for i in order],
+                    event_id=c.event.event_id,
+                    event_ts=c.event.ts,
+                    emitted_ts=emitted,
+                    model_version=self.model_version,
+                    source=c.source,
+                )
+            )
+        return recs
+
+
+def _interleave(
+    id_lists: Sequence[list[str]], score_lists: Sequence[np.ndarray], n: int
+) -> tuple[list[str], np.ndarray]:
+    """Merge per-query result lists round-robin (strongest query first), without duplicates,
+    up to ``n`` items; one list passes through unchanged."""
+    if len(id_lists) == 1:
+        return id_lists[0][:n], np.asarray(score_lists[0][:n], dtype=np.float32)
+    ids: list[str] = []
+    scores: list[float] = []
+    taken: set[str] = set()
+    for rank in range(max((len(x) for x in id_lists), default=0)):
+        for lst, sc in zip(id_lists, score_lists, strict=True):
+            if rank < len(lst) and lst[rank] not in taken:
+                taken.add(lst[rank])
+                ids.append(lst[rank])
+                scores.append(float(sc[rank]))
+                if len(ids) == n:
+                    return ids, np.asarray(scores, dtype=np.float32)
+    return ids, np.asarray(scores, dtype=np.float32)

@@ -1,0 +1,58 @@
+"""Build a ready :class:`~streamrec.streams.core.engine.Engine` from an artifacts directory.
+
+``streamrec train`` writes the directory (``index/``, ``reranker.onnx``, ``manifest.json``…);
+the worker, the evaluator and the demo all load it through :func:`load_engine`, so they
+run the same index, reranker and update rule for the same settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+from streamrec.index import load_index
+from streamrec.streams.core.config import EngineConfig
+from streamrec.streams.core.engine import Engine
+from streamrec.streams.core.features import FEATURE_NAMES
+from streamrec.streams.core.popular import Popular
+from streamrec.streams.core.rules import UpdateRule, make_rule
+
+from streamrec.config import Settings
+
+INDEX_DIR = "index"
+
+
+def rule_of(config: EngineConfig) -> UpdateRule:
+    """The update rule the configuration names, with its decay and weights."""
+    return make_rule(
+        config.rule,
+        half_life_s=config.half_life_s,
+        half_life_events=config.half_life_events,
+        action_weights=config.action_weights,
+        interests=config.interests,
+        threshold=config.interest_threshold,
+    )
+
+
+def load_engine(
+    artifacts_dir: Path | str, settings: Settings, *, config: EngineConfig | None = None
+) -> Engine:
+    """Index from ``ARTIFACTS/index``, the reranker ``ARTIFACTS/<engine_reranker>`` when
+    present (its feature spec must be exactly :data:`FEATURE_NAMES`), the rule and bounds
+    from ``config`` (default: the settings'). Compute is pinned to ``engine_threads``.
+    """
+    artifacts = Path(artifacts_dir)
+    config = config or EngineConfig.from_settings(settings)
+    faiss.omp_set_num_threads(config.threads)
+    index_dir = artifacts / INDEX_DIR
+    if not index_dir.is_dir():
+        raise FileNotFoundError(f"{artifacts}: no index/ directory (run `streamrec train` first)")
+    index = load_index(index_dir, device=config.device)
+    scorer = None
+    reranker = artifacts / settings.engine_reranker if settings.engine_reranker else None
+    if reranker is not None and reranker.is_file():
+        from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
+
+        scorer = Scorer.load(reranker, FEATURE_NAMES, device=config.device, threads=config.threads)
+    popular = Popular(config.popular_half_life_s, config.popular_top)
+    return Engine(index, scorer, rule_of(config), popular, config)

@@ -1,0 +1,116 @@
+"""Recently popular items: streaming, exponentially decayed counts keyed by event time.
+
+Cold users get these. Each action adds ``weight · 2^((ts − anchor) / half_life)`` to its
+item's value; an item's decayed count *now* (the newest event ts seen) is its value times
+``2^((anchor − now) / half_life)``. Because every item decays by the same factor, ordering
+only changes when counts are added, so the anchor is moved (all values rescaled at once)
+only when it falls 32 half-lives behind — values stay in float64 range and one event costs
+O(1). Time is event time, so a replay gives identical counts.
+
+The top-N list is recomputed lazily (one ``argpartition``) at most once per change burst,
+i.e. once per micro-batch. Deleted items are dropped with :meth:`Popular.drop` and never
+come back unless acted on again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+_RESCALE_HALF_LIVES = 32.0
+
+
+class Popular:
+    """Exponentially decayed item counts (by event time) with a cached top-N."""
+
+    def __init__(self, half_life_s: float, top_n: int = 1000) -> None:
+        self.half_life_ms = half_life_s * 1000.0
+        self.top_n = top_n
+        self.now = -1  # newest event ts seen (ms)
+        self._anchor = 0
+        self._slot: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._values = np.zeros(1024, dtype=np.float64)
+        self._top: tuple[list[str], np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def add(self, item_id: str, ts: int, weight: float = 1.0) -> None:
+        """Count one action on ``item_id`` at event time ``ts`` (ms)."""
+        if self.now < 0:
+            self._anchor = ts
+        if ts > self.now:
+            self.now = ts
+            if (self.now - self._anchor) > _RESCALE_HALF_LIVES * self.half_life_ms:
+                self._rescale()
+        slot = self._slot.get(item_id)
+        if slot is None:
+            slot = self._new_slot(item_id)
+        self._values[slot] += weight * 2.0 ** ((ts - self._anchor) / self.half_life_ms)
+        self._top = None
+
+    def drop(self, item_ids: Iterable[str]) -> None:
+        """Forget items (deleted from the catalog): they are never served from here again."""
+        for item_id in item_ids:
+            slot = self._slot.pop(item_id, None)
+            if slot is not None:
+                self._values[slot] = 0.0
+                self._ids[slot] = ""
+                self._top = None
+
+    def counts(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Decayed counts as of ``now`` for the given items (0 for unknown ones), float64."""
+        slots = np.fromiter((self._slot.get(i, -1) for i in item_ids), np.int64, len(item_ids))
+        values = np.where(slots >= 0, self._values[np.maximum(slots, 0)], 0.0)
+        return values * self._scale_now()
+
+    def top(self) -> tuple[list[str], np.ndarray]:
+        """The ``top_n`` most recently popular items, best first, with their counts as of now.
+
+        Ties are broken by first appearance, so the order is deterministic.
+        """
+        if self._top is None:
+            values = self._values[: len(self._ids)]
+            live = np.flatnonzero(values > 0)
+            if len(live) > self.top_n:
+                live = live[np.argpartition(-values[live], self.top_n - 1)[: self.top_n]]
+            live = live[np.lexsort((live, -values[live]))]
+            self._top = ([self._ids[s] for s in live], values[live] * self._scale_now())
+        return self._top
+
+    def _scale_now(self) -> float:
+        return 2.0 ** ((self._anchor - self.now) / self.half_life_ms) if self.now >= 0 else 0.0
+
+    def _rescale(self) -> None:
+        self._values *= 2.0 ** ((self._anchor - self.now) / self.half_life_ms)
+        self._anchor = self.now
+
+    def _new_slot(self, item_id: str) -> int:
+        slot = len(self._ids)
+        if slot == len(self._values):
+            self._values = np.concatenate([self._values, np.zeros_like(self._values)])
+        self._ids.append(item_id)
+        self._slot[item_id] = slot
+        return slot
+
+    def to_map(self) -> dict[str, Any]:
+        """A msgpack-friendly snapshot (item → count as of ``now``), for checkpoints."""
+        ids = list(self._slot)
+        return {
+            "half_life_s": self.half_life_ms / 1000.0,
+            "top_n": self.top_n,
+            "now": self.now,
+            "ids": ids,
+            "counts": self.counts(ids).tolist(),
+        }
+
+    @classmethod
+    def from_map(cls, data: dict[str, Any]) -> Popular:
+        """Rebuild from :meth:`to_map`'s output."""
+        popular = cls(float(data["half_life_s"]), int(data["top_n"]))
+        for item_id, count in zip(data["ids"], data["counts"], strict=True):
+            popular.add(item_id, int(data["now"]), float(count))
+        return popular
