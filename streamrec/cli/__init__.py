@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
+from streamrec.cli import index as index_cmd
 from streamrec.cli import settings as settings_cmd
 from streamrec.cli.common import console, fail
 from streamrec.config import Settings
@@ -33,6 +34,7 @@ def _load_settings(ctx: typer.Context) -> None:
 
 
 app.command("settings")(settings_cmd.show)
+app.add_typer(index_cmd.app, name="index")
 
 
 def main() -> None:
