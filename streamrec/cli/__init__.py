@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
+from streamrec.cli import data as data_cmd
 from streamrec.cli import index as index_cmd
 from streamrec.cli import settings as settings_cmd
 from streamrec.cli.common import console, fail
@@ -35,6 +36,7 @@ def _load_settings(ctx: typer.Context) -> None:
 
 app.command("settings")(settings_cmd.show)
 app.add_typer(index_cmd.app, name="index")
+app.add_typer(data_cmd.app, name="data")
 
 
 def main() -> None:
