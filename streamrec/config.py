@@ -39,7 +39,7 @@ class Settings(BaseSettings):
         "controller listens on the port after it.",
     )
     kafka_version: str = Field(
-        "4.1.1", description="Apache Kafka version the local broker is assembled from (Maven Central)."
+        "4.4.0", description="Apache Kafka version the local broker is assembled from (Maven Central)."
     )
     cache_dir: Path = Field(
         DEFAULT_CACHE_DIR,

@@ -43,6 +43,12 @@ def free_port_pair() -> int:
     raise RuntimeError("no two adjacent free ports on 127.0.0.1")
 
 
+@pytest.fixture
+def free_kafka_port() -> int:
+    """A port for one more local broker (its controller takes the port after it)."""
+    return free_port_pair()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """``host:port`` of a running Kafka cluster for this test session."""

@@ -1,0 +1,280 @@
+"""The local broker: its life cycle through the CLI, and that the pinned Kafka version
+works with every client streamrec uses (kafka-python, aiokafka, a Faust app with a table).
+
+The client checks run against the session broker (``kafka_bootstrap``); the life-cycle test
+needs a broker it may stop, so it starts one more on a port of its own (marked slow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+
+from streamrec.config import Settings
+from streamrec.localkafka import LocalKafka
+
+pytestmark = pytest.mark.integration
+
+N_MESSAGES = 200
+
+
+def streamrec_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the ``streamrec`` command line in a fresh process with exactly ``env``."""
+    return subprocess.run(
+        [sys.executable, "-c", "from streamrec.cli import main; main()", *args],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def cli_env(**overrides: str) -> dict[str, str]:
+    """The current environment without an external cluster, plus ``overrides``; wide enough
+    that rich does not wrap a one-line message."""
+    env = {k: v for k, v in os.environ.items() if k != "STREAMREC_KAFKA_BOOTSTRAP"}
+    env["COLUMNS"] = "300"
+    env.update(overrides)
+    return env
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` still runs (an exited broker whose new parent has not reaped it yet
+    lingers as a zombie: that counts as stopped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+def test_start_twice_status_and_stop_through_the_cli(free_kafka_port: int) -> None:
+    port = free_kafka_port
+    env = cli_env(STREAMREC_KAFKA_PORT=str(port))
+    broker = LocalKafka(Settings(kafka_port=port))
+    try:
+        first = streamrec_cli("kafka", "start", env=env)
+        assert first.returncode == 0, first.stderr
+        pid = broker.pid()
+        assert pid is not None
+        assert f"127.0.0.1:{port}" in first.stdout
+
+        second = streamrec_cli("kafka", "start", env=env)
+        assert second.returncode == 0, second.stderr
+        assert "already running" in second.stdout
+        assert broker.pid() == pid
+
+        status = streamrec_cli("kafka", "status", env=env)
+        assert status.returncode == 0, status.stderr
+        assert "running" in status.stdout
+        assert f"127.0.0.1:{port}" in status.stdout
+        assert f"pid {pid}" in status.stdout
+        assert str(broker.log_file) in status.stdout
+        assert str(broker.data_dir) in status.stdout
+
+        stopped = streamrec_cli("kafka", "stop", env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert not running(pid)
+        assert broker.pid() is None
+
+        after = streamrec_cli("kafka", "status", env=env)
+        assert after.returncode == 3, after.stderr
+        assert "stopped" in after.stdout
+        again = streamrec_cli("kafka", "stop", env=env)
+        assert again.returncode == 0, again.stderr
+    finally:
+        broker.stop()
+        shutil.rmtree(broker.run_dir, ignore_errors=True)
+
+
+def test_start_without_java_says_what_to_install(tmp_path: Path, free_kafka_port: int) -> None:
+    env = cli_env(
+        PATH="", STREAMREC_KAFKA_PORT=str(free_kafka_port), STREAMREC_CACHE_DIR=str(tmp_path)
+    )
+    done = streamrec_cli("kafka", "start", env=env)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "java" in lines[0]
+    assert "apt-get install openjdk-17-jre-headless" in lines[0]
+    assert not any(tmp_path.iterdir())  # nothing was assembled or started
+
+
+def test_an_external_cluster_is_used_and_nothing_is_started(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = cli_env(STREAMREC_KAFKA_BOOTSTRAP=kafka_bootstrap, STREAMREC_CACHE_DIR=str(tmp_path))
+    for command in ("start", "status", "stop"):
+        done = streamrec_cli("kafka", command, env=env)
+        assert done.returncode == 0, done.stderr
+        assert f"external cluster {kafka_bootstrap} answers" in done.stdout
+    assert not any(tmp_path.iterdir())
+
+
+def test_kafka_python_produces_consumes_and_administers(kafka_bootstrap: str, make_topic) -> None:
+    topic = make_topic("compat-kp")
+    producer = KafkaProducer(
+        bootstrap_servers=kafka_bootstrap, linger_ms=5, compression_type="zstd"
+    )
+    for i in range(N_MESSAGES):
+        producer.send(topic, key=f"u{i % 17}".encode(), value=f"m{i}".encode())
+    producer.flush()
+    producer.close()
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=20_000,
+    )
+    values = []
+    for message in consumer:
+        values.append(message.value.decode())
+        if len(values) == N_MESSAGES:
+            break
+    consumer.commit()
+    group = consumer.config["group_id"]
+    consumer.close()
+    assert sorted(values) == sorted(f"m{i}" for i in range(N_MESSAGES))
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        assert len(admin.describe_cluster()["brokers"]) == 1
+        assert topic in admin.list_topics()
+        committed = admin.list_group_offsets(group)[group]
+        assert sum(meta.offset for meta in committed.values()) == N_MESSAGES
+        assert group in {listed["group_id"] for listed in admin.list_groups()}
+    finally:
+        admin.close()
+
+
+def test_aiokafka_produces_and_consumes(kafka_bootstrap: str, make_topic) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = make_topic("compat-aio")
+
+    async def roundtrip() -> list[bytes]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            for i in range(N_MESSAGES):
+                await producer.send(topic, key=f"u{i % 13}".encode(), value=f"a{i}".encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=f"g-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        got: list[bytes] = []
+        try:
+            async with asyncio.timeout(30):
+                while len(got) < N_MESSAGES:
+                    batches = await consumer.getmany(timeout_ms=1000)
+                    got.extend(m.value for msgs in batches.values() for m in msgs)
+        finally:
+            await consumer.stop()
+        return got
+
+    got = asyncio.run(roundtrip())
+    assert sorted(got) == sorted(f"a{i}".encode() for i in range(N_MESSAGES))
+
+
+FAUST_APP = """
+import json, os, signal
+import faust
+
+app = faust.App(
+    {app_id!r}, broker="kafka://{bootstrap}", store="memory://", web_enabled=False,
+    topic_partitions=8, topic_replication_factor=1, datadir={datadir!r},
+)
+source = app.topic({topic!r}, key_type=str, value_type=str, key_serializer="raw",
+                   value_serializer="raw")
+counts = app.Table("counts", default=int, partitions=8)
+seen = 0
+
+@app.agent(source)
+async def count(stream):
+    global seen
+    async for user, _ in stream.items():
+        counts[user] += 1
+        seen += 1
+        if seen == {n}:
+            with open({result!r}, "w") as out:
+                json.dump(dict(counts.items()), out)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+if __name__ == "__main__":
+    faust.Worker(app, loglevel="WARNING").execute_from_commandline()
+"""
+
+
+def run_faust_app(script: Path) -> None:
+    """Run the Faust worker script until it stops itself; fail with its output if it fails."""
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def produce(bootstrap: str, topic: str, keys: list[str]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for key in keys:
+        producer.send(topic, key=key.encode(), value=b"x")
+    producer.flush()
+    producer.close()
+
+
+@pytest.mark.slow
+def test_a_faust_app_with_a_table_processes_stops_and_recovers_its_table(
+    kafka_bootstrap: str, make_topic, tmp_path: Path
+) -> None:
+    """Faust creates its own changelog topic through the admin API (the broker does not
+    auto-create topics), commits its offsets on a clean stop, and a restarted worker
+    rebuilds the table from the changelog and carries on where it left off."""
+    topic = make_topic("compat-faust")
+    app_id = f"compat-{uuid.uuid4().hex[:8]}"
+    result = tmp_path / "counts.json"
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(FAUST_APP).format(
+            app_id=app_id, bootstrap=kafka_bootstrap, topic=topic, n=N_MESSAGES,
+            datadir=str(tmp_path / "faust"), result=str(result),
+        )
+    )  # fmt: skip
+
+    produce(kafka_bootstrap, topic, [f"u{i % 10}" for i in range(N_MESSAGES)])
+    run_faust_app(script)
+    first = {f"u{i}": N_MESSAGES // 10 for i in range(10)}
+    assert json.loads(result.read_text()) == first
+
+    # Only u0..u4 this time: a worker that reprocessed the first batch would count others.
+    produce(kafka_bootstrap, topic, [f"u{i % 5}" for i in range(N_MESSAGES)])
+    run_faust_app(script)
+    second = {key: count + (N_MESSAGES // 5 if key < "u5" else 0) for key, count in first.items()}
+    assert json.loads(result.read_text()) == second
+
+    changelog = f"{app_id}-counts-changelog"
+    consumer = KafkaConsumer(
+        changelog,
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5_000,
+    )
+    latest = {m.key: m.value for m in consumer}
+    assert len(consumer.partitions_for_topic(changelog) or ()) == 8
+    consumer.close()
+    assert {json.loads(k): json.loads(v) for k, v in latest.items()} == second
