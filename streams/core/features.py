@@ -140,7 +140,7 @@ def build_features(
     if total == 0:
         return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
     batch = len(users)
-    cand, cand_mask = _gather(table, candidates)  # [B, N, d]
+    cand, _ = _gather(table, candidates)  # [B, N, d]
     cand_unit = unit(cand)
     width = cand.shape[1]
     dim = cand.shape[2]
@@ -150,8 +150,9 @@ def build_features(
     queries = np.zeros((batch, max(n_queries, 1), dim), dtype=np.float32)
     query_weights = np.zeros((batch, max(n_queries, 1)), dtype=np.float32)
     for b, user in enumerate(users):
-        queries[b, : len(user.queries)] = user.queries
-        query_weights[b, : len(user.queries)] = user.query_weights
+        if len(user.queries):
+            queries[b, : len(user.queries)] = user.queries
+            query_weights[b, : len(user.queries)] = user.query_weights
     query_mask = query_weights > 0
     dots = cand @ queries.transpose(0, 2, 1)  # [B, N, M]
     masked_dots = np.where(query_mask[:, None, :], dots, -np.inf)
