@@ -14,6 +14,7 @@ from streamrec.cli import data as data_cmd
 from streamrec.cli import index as index_cmd
 from streamrec.cli import kafka as kafka_cmd
 from streamrec.cli import settings as settings_cmd
+from streamrec.cli import worker as worker_cmd
 from streamrec.cli.common import console, fail
 from streamrec.config import Settings
 
@@ -36,6 +37,7 @@ def _load_settings(ctx: typer.Context) -> None:
 
 
 app.command("settings")(settings_cmd.show)
+app.command("worker")(worker_cmd.run)
 app.add_typer(kafka_cmd.app, name="kafka")
 app.add_typer(kafka_cmd.topics_app, name="topics")
 app.add_typer(index_cmd.app, name="index")

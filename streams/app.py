@@ -1,0 +1,85 @@
+"""The Faust app of a streamrec worker, built from the one ``Settings`` object.
+
+``create_app(settings)`` wires everything a worker runs: the personalize agent, the
+catalog follower, the tables and the HTTP views. ``faust -A streamrec.streams.app worker``
+finds the module attribute ``app``, built on first access from ``Settings()`` (the
+environment, prefix ``STREAMREC_``); importing this module for ``create_app`` builds
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import faust
+from streamrec.streams import items, personalize, web
+from streamrec.streams.runtime import Runtime
+
+from streamrec.config import Settings
+
+if TYPE_CHECKING:
+    from streamrec.streams.core.engine import Engine
+
+
+def faust_settings(settings: Settings) -> dict[str, object]:
+    """The ``faust.App`` configuration the settings imply.
+
+    Heavy micro-batches run off the event loop (see streams/runtime.py), so heartbeats keep
+    flowing; the session timeout still leaves room for a slow batch or a GC pause, and the
+    poll interval for a long first engine load, before the broker evicts a worker.
+    """
+    s = settings
+    return {
+        "broker": [f"kafka://{host}" for host in s.bootstrap_servers.split(",")],
+        "store": s.worker_store,
+        "datadir": str(s.worker_data_dir / f"{s.worker_app_id}-{s.worker_web_port}"),
+        "topic_partitions": s.partitions,
+        "topic_replication_factor": s.replication_factor,
+        "topic_disable_leader": True,
+        "table_standby_replicas": s.worker_standby_replicas,
+        "stream_processing_timeout": s.worker_stream_processing_timeout_s,
+        "broker_session_timeout": s.worker_session_timeout_s,
+        "broker_heartbeat_interval": s.worker_heartbeat_interval_s,
+        "broker_max_poll_interval": s.worker_max_poll_interval_s,
+        "broker_commit_interval": s.worker_commit_interval_s,
+        "consumer_auto_offset_reset": s.worker_offset_reset,
+        "processing_guarantee": "at_least_once",
+        "web_enabled": True,
+        "web_bind": s.worker_web_bind,
+        "web_host": s.worker_web_host,
+        "web_port": s.worker_web_port,
+        "canonical_url": f"http://{s.worker_web_host}:{s.worker_web_port}",
+        "autodiscover": False,
+    }
+
+
+def create_app(settings: Settings, *, load_engine: Callable[[], Engine] | None = None) -> faust.App:
+    """A worker app: agents, catalog follower, tables and HTTP views.
+
+    ``load_engine`` replaces loading the engine from ``settings.worker_artifacts_dir``
+    (tests and benchmarks build one in memory).
+    """
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the leaf
+    app = faust.App(settings.worker_app_id, **faust_settings(settings))
+    rt = Runtime(app, settings, load_engine)
+    personalize.register(rt)
+    items.register(rt)
+    web.register(rt)
+    app.streamrec = rt  # type: ignore[attr-defined]  # the worker CLI and tests reach it here
+    return app
+
+
+def runtime_of(app: faust.App) -> Runtime:
+    """The :class:`Runtime` ``create_app`` attached to ``app``."""
+    return app.streamrec  # type: ignore[attr-defined, no-any-return]
+
+
+def __getattr__(name: str) -> faust.App:
+    """``app``: the module-level app for ``faust -A streamrec.streams.app``, built once."""
+    if name != "app":
+        raise AttributeError(name)
+    built = globals().get("_app")
+    if built is None:
+        built = globals()["_app"] = create_app(Settings())
+    return built

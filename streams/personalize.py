@@ -1,0 +1,111 @@
+"""THE personalize agent: events in, one fresh recommendation per valid event out.
+
+Per micro-batch (``stream.take_events(max_batch, within=window)``):
+
+1. decode and validate every record; a bad one goes to the DLQ with its reason, original
+   bytes and topic/partition/offset — never a crash, never a silent drop;
+2. read the batch's users' states from table ``user_state`` (each in its own partition);
+3. ``engine.process`` on the compute thread: state updates (an already-applied event id is
+   not applied again), one batched FAISS search, one batched rerank, exactly one
+   recommendation per event — the event loop stays free meanwhile;
+4. write the states back, emit every recommendation to ``recommendations`` (key user_id)
+   and keep each user's latest in table ``recs``;
+5. metrics.
+
+Offsets are committed only after the batch's changelog writes are flushed (Faust's
+at-least-once), so a crash redelivers at most the uncommitted tail, whose events the
+stored applied ids recognise: nothing lost, nothing applied twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from faust.types import EventT, StreamT
+from streamrec.streams.core.state import UserState
+from streamrec.streams.dlq import KEY_MISMATCH
+from streamrec.streams.runtime import Runtime, in_partition_of
+from streamrec.streams.wire import Event, InvalidRecord, Recommendation, decode_event, pack
+
+
+def register(rt: Runtime) -> None:
+    """Attach the personalize agent to ``rt.app``."""
+    s = rt.settings
+
+    @rt.app.agent(rt.events, name="personalize")
+    async def personalize(stream: StreamT) -> None:
+        engine = await rt.engine()
+        async for batch in stream.take_events(s.worker_max_batch, s.worker_batch_window_ms / 1000):
+            with rt.metrics.stage("decode"):
+                valid = await _validate(rt, batch)
+            if not valid:
+                continue
+            # The last event of each user decides the partition its state lives in (all of
+            # a user's events share one partition, as the key is the user id).
+            owner = {event.user_id: raw for raw, event in valid}
+            events = [event for _, event in valid]
+            with rt.metrics.stage("state_read"):
+                states = _read_states(rt, owner)
+            with rt.metrics.stage("engine"):
+                recs = await rt.run(engine.process, events, states)
+            for stage, seconds in engine.last_batch_stats.stages().items():
+                rt.metrics.stage_seconds.labels(stage).observe(seconds)
+            with rt.metrics.stage("emit"):
+                await _write_back(rt, owner, states, recs)
+                sent_at = time.time()
+            for raw, _ in valid:
+                rt.metrics.event_to_emit_seconds.observe(max(0.0, sent_at - raw.message.timestamp))
+            rt.metrics.events_processed.inc(len(events))
+
+
+async def _validate(rt: Runtime, batch: Sequence[EventT]) -> list[tuple[EventT, Event]]:
+    """Decode each record; DLQ the bad ones. Returns (raw event, decoded event) in order."""
+    rt.metrics.events_in.inc(len(batch))
+    rt.metrics.batch_size.observe(len(batch))
+    valid = []
+    for raw in batch:
+        msg = raw.message
+        rt.positions[msg.tp] = msg.offset + 1
+        try:
+            event = decode_event(msg.value or b"", rt.settings.max_event_bytes)
+        except InvalidRecord as err:
+            await rt.dead_letters.reject(msg, err.reason.value, err.detail)
+            continue
+        if msg.key is not None and msg.key != event.user_id.encode():
+            detail = f"message key {msg.key!r} is not the event's user_id {event.user_id!r}"
+            await rt.dead_letters.reject(msg, KEY_MISMATCH, detail)
+            continue
+        valid.append((raw, event))
+    return valid
+
+
+def _read_states(rt: Runtime, owner: dict[str, EventT]) -> dict[str, UserState]:
+    """The stored state of every user that has one (new users are created by the engine)."""
+    states = {}
+    for user_id, raw in owner.items():
+        with in_partition_of(raw):
+            stored = rt.user_state.get(user_id)
+        if stored is not None:
+            states[user_id] = UserState.from_map(stored)
+    return states
+
+
+async def _write_back(
+    rt: Runtime,
+    owner: dict[str, EventT],
+    states: dict[str, UserState],
+    recs: list[Recommendation],
+) -> None:
+    """Store states and latest recommendations, then emit every recommendation."""
+    latest: dict[str, Recommendation] = {}
+    for rec in recs:
+        latest[rec.user_id] = rec
+    for user_id, raw in owner.items():
+        with in_partition_of(raw):
+            rt.user_state[user_id] = states[user_id].to_map()
+            if user_id in latest:
+                rt.recs[user_id] = latest[user_id].to_map()
+    for rec in recs:
+        await rt.recommendations.send(key=rec.user_id.encode(), value=pack(rec.to_map()))
+        rt.metrics.recommendations.labels(rec.source).inc()
