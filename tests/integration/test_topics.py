@@ -1,0 +1,82 @@
+"""Topic creation on the real broker: ``streamrec topics create`` and ``ensure_topics``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from streamrec.streams.topics import (
+    TopicCreationError,
+    admin_client,
+    delete_topics,
+    describe_topics,
+    ensure_topics,
+)
+
+from streamrec.config import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_topics_create_makes_the_four_topics_with_8_partitions_and_is_idempotent(
+    kafka_bootstrap: str,
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "STREAMREC_TOPIC_EVENTS": f"events-{suffix}",
+        "STREAMREC_TOPIC_ITEMS": f"items-{suffix}",
+        "STREAMREC_TOPIC_RECOMMENDATIONS": f"recommendations-{suffix}",
+        "STREAMREC_TOPIC_DLQ": f"events.dlq-{suffix}",
+    }
+    env = {**os.environ, **names, "STREAMREC_KAFKA_BOOTSTRAP": kafka_bootstrap}
+    env.pop("STREAMREC_PARTITIONS", None)
+    command = [sys.executable, "-c", "from streamrec.cli import main; main()", "topics", "create"]
+
+    first = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [
+        f"{name}: created (8 partitions)" for name in names.values()
+    ]
+    second = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines() == [
+        f"{name}: exists (8 partitions)" for name in names.values()
+    ]
+    with admin_client(kafka_bootstrap) as admin:
+        assert describe_topics(admin, list(names.values())) == dict.fromkeys(names.values(), 8)
+        delete_topics(admin, list(names.values()))
+
+
+def test_an_existing_topic_keeps_its_partition_count(kafka_bootstrap: str, make_topic) -> None:
+    topic = make_topic("keep", partitions=3)
+    with admin_client(kafka_bootstrap) as admin:
+        (info,) = ensure_topics(admin, [topic], partitions=8)
+    assert (info.name, info.partitions, info.created) == (topic, 3, False)
+
+
+def test_concurrent_creators_of_the_same_topics_all_succeed(kafka_bootstrap: str) -> None:
+    names = [f"race-{uuid.uuid4().hex[:8]}-{i}" for i in range(3)]
+
+    def create(_: int) -> list[bool]:
+        with admin_client(kafka_bootstrap) as admin:
+            return [info.created for info in ensure_topics(admin, names, partitions=2)]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(create, range(4)))
+    # Each topic was created by exactly one caller; the others found it there.
+    assert [sum(created[i] for created in results) for i in range(3)] == [1, 1, 1]
+    with admin_client(kafka_bootstrap) as admin:
+        assert describe_topics(admin, names) == dict.fromkeys(names, 2)
+        delete_topics(admin, names)
+
+
+def test_a_topic_the_broker_refuses_raises_a_clear_error(kafka_settings: Settings) -> None:
+    with (
+        admin_client(kafka_settings.bootstrap_servers) as admin,
+        pytest.raises(TopicCreationError, match="cannot create topic 'no spaces allowed'"),
+    ):
+        ensure_topics(admin, ["no spaces allowed"], partitions=1)
