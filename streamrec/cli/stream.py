@@ -1,0 +1,366 @@
+"""``streamrec replay | record | import``: recorded streams into Kafka, out of it, and from CSV.
+
+The Kafka client (kafka-python) is imported inside the commands: it loads hundreds of
+protocol schemas, which ``streamrec --help`` should not pay for.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from streamrec.cli.common import console, fail, settings_of
+from streamrec.streams.recorded import is_compressed
+from streamrec.streams.rejects import RejectFile
+
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
+
+def _progress(unit: str) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[count]:>12,} " + unit),
+        TextColumn("{task.fields[rate]:>9,.0f} {task.fields[unit]}/s"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _show_rejects(rejects: RejectFile, what: str) -> None:
+    if not rejects.count:
+        return
+    console.print(f"[yellow]{rejects.count:,} {what} rejected[/], written to {rejects.path}:")
+    for line in rejects.first:
+        console.print(f"  {line}", highlight=False, markup=False)
+    if rejects.count > len(rejects.first):
+        console.print(f"  … and {rejects.count - len(rejects.first):,} more")
+
+
+def replay(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="Recorded stream (.msgpack or .msgpack.zst)."
+        ),
+    ],
+    topic: Annotated[
+        str | None, typer.Option(help="Topic to produce to [default: STREAMREC_TOPIC_EVENTS].")
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            help="Keep the file's inter-arrival times (from ts), divided by this factor: "
+            "1 is real time, 60 a minute per second. The default pace is --speed 1."
+        ),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Send a fixed number of events per second instead.")
+    ] = None,
+    max_: Annotated[bool, typer.Option("--max", help="Send as fast as possible.")] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Reject file for bad records [default: FILE.rejects.msgpack]."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Stop at the first bad record (exit 1) instead of rejecting it.")
+    ] = False,
+) -> None:
+    """Replay a recorded stream into Kafka (key = user_id, value = the event's msgpack).
+
+    A bad record is reported with its position and written to the reject file (a msgpack
+    map per reject: index, offset, position, reason, detail, raw), or stops the replay
+    with --strict. Events the broker does not acknowledge are counted as failed and
+    written there too (reason delivery_failed); exit status 1 if there are any. Ctrl-C
+    flushes what was sent and prints the summary (exit 130).
+    """
+    from kafka.errors import KafkaError
+
+    from streamrec.streams.pacing import AsFastAsPossible, Pace, Pacer, Rate, Speed
+    from streamrec.streams.recorded import read_records
+    from streamrec.streams.rejects import default_rejects_path
+    from streamrec.streams.replay import Replayer, ReplayStats, StrictAbort, make_producer
+
+    if sum((speed is not None, rate is not None, max_)) > 1:
+        fail("choose one pace: --speed, --rate or --max")
+    settings = settings_of(ctx)
+    topic = topic or settings.topic_events
+    try:
+        pace: Pace = (
+            AsFastAsPossible() if max_ else Rate(rate) if rate is not None else Speed(speed or 1.0)
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    reject_file = RejectFile(rejects or default_rejects_path(file))
+    try:
+        producer = make_producer(settings)
+    except KafkaError as exc:
+        fail(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}")
+    replayer = Replayer(
+        producer,
+        topic,
+        Pacer(pace),
+        reject_file,
+        strict=strict,
+        max_pending=settings.producer_max_pending,
+    )
+    size = None if is_compressed(file) else file.stat().st_size
+    aborted: StrictAbort | None = None
+    with _progress("events") as progress:
+        task = progress.add_task(f"replay → {topic}", total=size, count=0, rate=0.0, unit="ev")
+
+        def show(stats: ReplayStats) -> None:
+            progress.update(task, completed=stats.last_offset, count=stats.queued, rate=stats.rate)
+
+        try:
+            stats = replayer.run(read_records(file, settings.max_event_bytes), show)
+        except StrictAbort as exc:
+            aborted = exc
+            stats = replayer.stats
+        finally:
+            producer.close(timeout=10)
+            reject_file.close()
+        progress.update(task, completed=size, count=stats.sent, rate=stats.rate)
+    if aborted is not None:
+        fail(
+            f"--strict: bad record at {aborted.record.position}: {aborted.record.error}; "
+            f"the {stats.sent:,} events before it were sent"
+        )
+    console.print(
+        f"sent {stats.sent:,} · rejected {stats.rejected:,} · failed {stats.failed:,} · "
+        f"elapsed {stats.elapsed_s:.1f} s · {stats.rate:,.0f} events/s",
+        highlight=False,
+    )
+    if stats.behind_s > 0.01:
+        console.print(f"[yellow]the last event went out {stats.behind_s:.2f} s behind schedule[/]")
+    _show_rejects(reject_file, "records")
+    if stats.unconfirmed:
+        fail("the final flush timed out: some deliveries are unconfirmed")
+    if stats.failed:
+        fail(
+            f"{stats.failed:,} events were not acknowledged by the broker (see {reject_file.path})"
+        )
+    if stats.interrupted:
+        console.print("[yellow]interrupted: stopped after flushing what was sent[/]")
+        raise typer.Exit(INTERRUPTED)
+
+
+def record(
+    ctx: typer.Context,
+    topic: Annotated[str, typer.Argument(help="Topic to record.")],
+    file: Annotated[
+        Path, typer.Argument(help="Recorded stream to write (.msgpack or .msgpack.zst).")
+    ],
+    from_beginning: Annotated[
+        bool, typer.Option(help="Start at the oldest message instead of the newest.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop after this many seconds without a message; 0 waits forever "
+            "[default: STREAMREC_RECORD_IDLE_TIMEOUT_S]."
+        ),
+    ] = None,
+    to_end: Annotated[
+        bool,
+        typer.Option(help="Stop once everything that was in the topic at the start is recorded."),
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reject file for values that are not events [default: FILE.rejects.msgpack]."
+        ),
+    ] = None,
+) -> None:
+    """Record a topic into a recorded-stream file, message values byte for byte.
+
+    The recorder reads every partition and joins no consumer group: it commits nothing and
+    never disturbs a running worker. Per-partition (so per-user) order is kept. A value that
+    is not a valid event goes to the reject file with its partition and offset. Ctrl-C
+    closes the file cleanly (exit 130).
+    """
+    from kafka.errors import KafkaError
+
+    from streamrec.streams.record import Recorder, RecordStats, TopicNotFound, make_consumer
+    from streamrec.streams.recorded import RecordedWriter
+    from streamrec.streams.rejects import default_rejects_path
+
+    settings = settings_of(ctx)
+    idle = settings.record_idle_timeout_s if idle_timeout is None else idle_timeout
+    reject_file = RejectFile(rejects or default_rejects_path(file))
+    try:
+        consumer = make_consumer(settings)
+    except KafkaError as exc:
+        fail(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}")
+    try:
+        with RecordedWriter(file) as writer, _progress("events") as progress:
+            recorder = Recorder(
+                consumer,
+                topic,
+                writer,
+                reject_file,
+                limit=limit,
+                idle_timeout_s=idle or None,
+                to_end=to_end,
+                max_event_bytes=settings.max_event_bytes,
+            )
+            try:
+                recorder.attach(from_beginning)
+            except TopicNotFound as exc:
+                fail(str(exc))
+            task = progress.add_task(f"record {topic} →", total=limit, count=0, rate=0.0, unit="ev")
+
+            def show(stats: RecordStats) -> None:
+                progress.update(task, completed=stats.written, count=stats.written, rate=stats.rate)
+
+            stats = recorder.run(show)
+            show(stats)
+    finally:
+        consumer.close()
+        reject_file.close()
+    console.print(
+        f"recorded {stats.written:,} events to {file} · rejected {stats.rejected:,} · "
+        f"elapsed {stats.elapsed_s:.1f} s · {stats.rate:,.0f} events/s · stopped: {stats.stopped}",
+        highlight=False,
+    )
+    _show_rejects(reject_file, "messages")
+    if stats.stopped == "interrupted":
+        raise typer.Exit(INTERRUPTED)
+
+
+def import_(
+    source: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="CSV, TSV or JSONL file to read.")
+    ],
+    output: Annotated[
+        Path, typer.Argument(help="Recorded stream to write (.msgpack or .msgpack.zst).")
+    ],
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="FIELD=COLUMN, repeatable (fields: event_id user_id item_id action ts surface "
+            "weight); an unmapped field is read from a column of its own name.",
+        ),
+    ] = None,
+    ts_unit: Annotated[
+        str, typer.Option(help="Unit of the ts column: s, ms, us, ns, or iso (ISO-8601).")
+    ] = "ms",
+    action_from: Annotated[
+        str | None,
+        typer.Option(
+            help="Derive the action from a numeric column: COLUMN OP NUMBER:IF_TRUE,OTHERWISE, "
+            "e.g. 'rating>=4:save,click'."
+        ),
+    ] = None,
+    action: Annotated[str | None, typer.Option(help="Give every event this action.")] = None,
+    id_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Without an event_id column, ids are PREFIX + line [default: SOURCE stem + ':']."
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv, tsv or jsonl [default: from the file's suffix]."),
+    ] = None,
+    delimiter: Annotated[
+        str | None, typer.Option(help="Column delimiter of csv/tsv files.")
+    ] = None,
+    sort: Annotated[
+        bool, typer.Option(help="Stably sort by ts before writing (holds the events in memory).")
+    ] = False,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Reject file (JSONL) [default: SOURCE.rejects.jsonl].")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad row (exit 1).")] = False,
+) -> None:
+    """Import CSV/TSV/JSONL rows into a recorded stream through a column mapping.
+
+    Example (MovieLens ratings): --map user_id=userId --map item_id=movieId
+    --map ts=timestamp --ts-unit s --action-from 'rating>=4:save,click' --sort.
+    A bad row is reported with its line number and written to the reject file (a JSON
+    object per line: line, reason, detail, row); the good rows are still imported.
+    """
+    from streamrec.streams.importer import (
+        ImportStats,
+        Mapping,
+        MappingError,
+        StrictImportAbort,
+        default_rejects_path,
+        import_rows,
+    )
+
+    try:
+        mapping = Mapping.parse(
+            map_ or [],
+            ts_unit=ts_unit,
+            action_from=action_from,
+            action=action,
+            id_prefix=f"{source.stem}:" if id_prefix is None else id_prefix,
+        )
+    except MappingError as exc:
+        fail(str(exc))
+    rejects_path = rejects or default_rejects_path(source)
+    started = time.monotonic()
+    with _progress("rows") as progress:
+        task = progress.add_task(f"import {source.name}", total=None, count=0, rate=0.0, unit="row")
+
+        def show(stats: ImportStats) -> None:
+            rate = stats.rows / max(time.monotonic() - started, 1e-9)
+            progress.update(task, count=stats.rows, rate=rate)
+
+        try:
+            stats = import_rows(
+                source,
+                output,
+                mapping,
+                rejects_path=rejects_path,
+                fmt=fmt,
+                delimiter=delimiter,
+                sort=sort,
+                strict=strict,
+                progress=show,
+            )
+        except MappingError as exc:
+            fail(str(exc))
+        except StrictImportAbort as exc:
+            fail(f"--strict: {exc} (nothing after it was imported)")
+        show(stats)
+        progress.update(task, total=stats.rows, completed=stats.rows)
+    console.print(
+        f"wrote {output}: {stats.written:,} events from {stats.rows:,} rows · "
+        f"rejected {stats.rejected:,}",
+        highlight=False,
+    )
+    if stats.out_of_order and not sort:
+        console.print(
+            f"[yellow]{stats.out_of_order:,} events are older than the one before them: "
+            "replay --speed sends those at once; --sort puts the stream in time order[/]"
+        )
+    if stats.rejected:
+        console.print(f"[yellow]{stats.rejected:,} rows rejected[/], written to {rejects_path}:")
+        for reject in stats.first_rejects:
+            console.print(
+                f"  line {reject.line}: {reject.reason}: {reject.detail}",
+                highlight=False,
+                markup=False,
+            )
+        if stats.rejected > len(stats.first_rejects):
+            console.print(f"  … and {stats.rejected - len(stats.first_rejects):,} more")
