@@ -51,7 +51,7 @@ from streamrec.index.vectors import save_vectors
 from streamrec.streams.recorded import RecordedWriter
 
 _VECTOR_CHUNK = 1 << 16  # item vectors generated per step (16 MiB at d=64)
-_SESSION_CHUNK = 1 << 15  # sessions expanded to events per step (~250k events at 8/session)
+SESSION_CHUNK = 1 << 15  # sessions expanded to events per step (~250k events at 8/session)
 _DAY_MS = 86_400_000
 
 
@@ -363,10 +363,20 @@ def _write_drift(path: Path, users: Users) -> int:
     return len(drifters)
 
 
-def generate(config: SynthConfig, out: Path, progress: Progress | None = None) -> dict[str, Any]:
+def generate(
+    config: SynthConfig,
+    out: Path,
+    progress: Progress | None = None,
+    *,
+    session_chunk: int = SESSION_CHUNK,
+) -> dict[str, Any]:
     """Write the world: the stream ``out`` and beside it ``<stem>.items.npz`` (catalog),
     ``<stem>.truth.npz`` (clusters, popularity, interests), ``<stem>.drift.jsonl`` and
-    ``<stem>.manifest.json``; returns the manifest."""
+    ``<stem>.manifest.json``; returns the manifest.
+
+    ``session_chunk`` sessions are turned into events per step: it bounds memory, and since
+    the random draws are made per step, the bytes depend on it as on the configuration.
+    """
     rng_catalog, rng_vectors, rng_users, rng_events = (
         np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(4)
     )
@@ -401,8 +411,8 @@ def generate(config: SynthConfig, out: Path, progress: Progress | None = None) -
     n_sessions = len(sessions.start_ms)
     pending = _Chunk(*(np.empty(0, dtype=t) for t in (np.int64, np.int64, np.int64, bool)))
     with RecordedWriter(out) as writer:
-        for a in range(0, n_sessions, _SESSION_CHUNK):
-            b = min(a + _SESSION_CHUNK, n_sessions)
+        for a in range(0, n_sessions, session_chunk):
+            b = min(a + session_chunk, n_sessions)
             merged = _Chunk.concat(
                 pending, _expand(config, catalog, users, sessions, a, b, rng_events)
             )
