@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: install demo test test-fast bench lint clean kafka-start kafka-stop
+.PHONY: install demo test test-fast bench lint docs clean kafka-start kafka-stop
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy streamrec streams index models
+
+docs: install
+	$(BIN)/python -m streamrec.cli.readme
+	$(BIN)/typer streamrec.cli utils docs --name streamrec --title "streamrec command line" --output docs/CLI.md
 
 kafka-start: install
 	$(BIN)/streamrec kafka start

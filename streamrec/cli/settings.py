@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,8 +17,8 @@ def settings_rows() -> list[tuple[str, str, str]]:
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        rows.append((f"STREAMREC_{name.upper()}", "" if default is None else str(default),
-                     field.description or ""))
+        shown = "" if default is None else str(default).replace(str(Path.home()), "~", 1)
+        rows.append((f"STREAMREC_{name.upper()}", shown, field.description or ""))
     return rows
 
 
