@@ -125,18 +125,22 @@ def register(rt: Runtime) -> None:
                 return refused
             limit = settings.max_event_bytes
             if (request.content_length or 0) > limit:
-                return self.error(413, f"{request.content_length} bytes exceeds {limit}")
+                detail = f"{request.content_length} bytes exceeds the limit of {limit}"
+                return self.json({"reason": Reason.OVERSIZE.value, "error": detail}, status=413)
             body = await request.read()
             if request.content_type == "application/json":
                 try:
                     body = pack(json.loads(body))
                 except ValueError as exc:
-                    return self.error(400, f"invalid JSON: {exc}", reason=Reason.NOT_A_MAP.value)
+                    return self.json(
+                        {"reason": Reason.NOT_A_MAP.value, "error": f"invalid JSON: {exc}"},
+                        status=400,
+                    )
             try:
                 event = decode_event(body, limit)
             except InvalidRecord as err:
                 status = 413 if err.reason is Reason.OVERSIZE else 400
-                return self.error(status, err.detail, reason=err.reason.value)
+                return self.json({"reason": err.reason.value, "error": err.detail}, status=status)
             sent = await rt.events.send(key=event.user_id.encode(), value=body)
             meta = await sent
             return self.json(
