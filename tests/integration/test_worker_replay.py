@@ -15,12 +15,12 @@ from pathlib import Path
 
 import msgpack
 import pytest
+import worker_support
 from streamrec.streams.dlq import decode_dlq_record
 from streamrec.streams.wire import Event, Reason, encode_event
 from worker_support import (
     Topics,
     first_events,
-    new_worker,  # noqa: F401 - fixture
     produce,
     produce_events,
     read_topic,
@@ -28,6 +28,8 @@ from worker_support import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+new_worker = worker_support.new_worker  # the fixture, shared with the other worker tests
 
 
 @pytest.fixture
