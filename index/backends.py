@@ -22,6 +22,7 @@ import numpy as np
 from streamrec.index.params import DEVICES, KINDS, METRICS, IndexParams
 
 GPU_KINDS = ("flat", "ivf")
+GPU_MAX_K = 2048
 _FAISS_METRIC = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
 _gpu_lock = threading.Lock()
@@ -55,6 +56,11 @@ class Backend:
         return _FAISS_METRIC[self.metric]
 
     @property
+    def max_k(self) -> int:
+        """Largest k one faiss search may ask for (GPU k-selection stops at 2048)."""
+        return GPU_MAX_K if self.device == "gpu" else 2**62
+
+    @property
     def supports_selector(self) -> bool:
         """CPU indexes filter tombstones with an ``IDSelector``; GPU ones over-fetch instead."""
         return self.device == "cpu"
@@ -62,6 +68,8 @@ class Backend:
 
 def resolve(kind: str, metric: str, device: str, n_items: int, params: IndexParams) -> Backend:
     """Turn user choices (``auto`` allowed) into a concrete backend; clear errors otherwise."""
+    if params.tombstone_filter == "selector" and device == "gpu":
+        raise ValueError("tombstone_filter 'selector' needs a CPU index (GPU search takes none)")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
     if device not in DEVICES:

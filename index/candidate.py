@@ -242,9 +242,14 @@ def _search(
             + [np.empty(0, np.int64)]
         )
     )
-    selector = seg.selector() if backend.supports_selector and seg.dead else None
-    slack = max((len(r) for r in ex_rows), default=0) + (seg.dead if selector is None else 0)
-    kq = min(seg.rows, k + slack)
+    use_selector = params.tombstone_filter == "selector" or (
+        params.tombstone_filter == "auto" and backend.supports_selector
+    )
+    selector = seg.selector() if use_selector and seg.dead else None
+    kq = k + max((len(r) for r in ex_rows), default=0)
+    if selector is None and seg.dead:  # expect dead rows among hits in proportion; retry if not
+        kq = int(kq * seg.rows / max(len(seg.pos), 1)) + 8
+    kq = min(seg.rows, kq, backend.max_k)
 
     out_rows: list[np.ndarray] = [np.empty(0, np.int64)] * n
     out_scores: list[np.ndarray] = [np.empty(0, np.float32)] * n
@@ -259,7 +264,7 @@ def _search(
         if keys.size:
             valid &= ~np.isin(safe + pending[:, None] * stride, keys)
         enough = valid.sum(axis=1) >= want[pending]
-        exhausted = (lab[:, -1] < 0) | (kq >= seg.rows)
+        exhausted = (lab[:, -1] < 0) | (kq >= min(seg.rows, backend.max_k))
         for j in np.flatnonzero(enough):
             qi = pending[j]
             cols = np.flatnonzero(valid[j])[: want[qi]]
@@ -269,7 +274,7 @@ def _search(
             qi = pending[j]
             out_rows[qi], out_scores[qi] = _exact(seg, backend.metric, q[qi], want[qi], ex_rows[qi])
         pending = pending[~enough & ~exhausted]
-        kq = min(seg.rows, kq * 2)
+        kq = min(seg.rows, kq * 2, backend.max_k)
 
     sign = -1.0 if backend.metric == "l2" else 1.0
     return SearchResult(

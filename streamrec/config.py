@@ -385,7 +385,7 @@ class Settings(BaseSettings):
         "exact up to `index_flat_max_items` items and `index_large_kind` above (ivf on a GPU).",
     )
     index_flat_max_items: int = Field(
-        50_000, ge=0, description="`auto` kind: catalogs up to this size get exact search."
+        20_000, ge=0, description="`auto` kind: catalogs up to this size get exact search."
     )
     index_large_kind: Literal["hnsw", "ivf"] = Field(
         "ivf", description="`auto` kind: the approximate index for larger catalogs on CPU."
@@ -402,7 +402,7 @@ class Settings(BaseSettings):
     )
     index_ivf_nprobe: int = Field(24, ge=1, description="IVF lists scanned per query.")
     index_blas_threshold: int = Field(
-        4096,
+        512,
         ge=0,
         description="faiss uses BLAS for exact distances once queries x dim reach this (faiss's "
         "own default 128000 keeps micro-batches on its slower scalar path).",
