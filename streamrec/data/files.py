@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,11 @@ def sha256_file(path: Path, advance: Advance | None = None) -> str:
             if advance is not None:
                 advance(len(chunk))
     return digest.hexdigest()
+
+
+def iso_ms(ts_ms: int) -> str:
+    """A millisecond timestamp as ISO 8601 UTC, for manifests people read."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat()
 
 
 def write_manifest(stream: Path, manifest: dict[str, Any]) -> Path:

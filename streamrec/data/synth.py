@@ -46,7 +46,14 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
-from streamrec.data.files import DataError, companion, sha256_file, tracker, write_manifest
+from streamrec.data.files import (
+    DataError,
+    companion,
+    iso_ms,
+    sha256_file,
+    tracker,
+    write_manifest,
+)
 from streamrec.index.vectors import save_vectors
 from streamrec.streams.recorded import RecordedWriter
 
@@ -189,7 +196,7 @@ class Catalog:
 
 @dataclass(slots=True)
 class Users:
-    """Per-user interests, their weights, activity and (for drifting users) the switch."""
+    """Per-user interests with their weights and, for drifting users, the switch."""
 
     interests: np.ndarray  # int32 [U, K] cluster per slot
     slot_cdf: np.ndarray  # float64 [U, K] cumulative slot weights
@@ -457,6 +464,9 @@ def generate(
         "drifting_users": n_drift,
         "ts_min": ts_min,
         "ts_max": ts_max,
+        "time_range": (
+            [iso_ms(ts_min), iso_ms(ts_max)] if ts_min is not None and ts_max is not None else None
+        ),
         "files": {
             "stream": out.name,
             "catalog": items_path.name,
