@@ -32,7 +32,7 @@ from typing import Literal, Protocol
 import numpy as np
 from streamrec.index import SearchResult
 from streamrec.streams.core.config import EngineConfig
-from streamrec.streams.core.features import UserContext, VectorTable, build_features
+from streamrec.streams.core.features import UserContext, build_features
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.rules import UpdateRule
 from streamrec.streams.core.state import UserState
@@ -62,6 +62,31 @@ class Reranker(Protocol):
     model_version: str
 
     def score(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VectorTable:
+    """The vectors of a batch's event items, fetched in one ``get_vectors`` call."""
+
+    rows: dict[str, int]
+    vectors: np.ndarray  # [n, d] float32, zeros where not found
+    found: np.ndarray  # [n] bool
+
+    @classmethod
+    def fetch(cls, source: Index, ids: Sequence[str]) -> VectorTable:
+        """Fetch the distinct ``ids`` from the index in one call."""
+        unique = list(dict.fromkeys(ids))
+        vectors, found = source.get_vectors(unique)
+        return cls(
+            {item: i for i, item in enumerate(unique)},
+            np.asarray(vectors, dtype=np.float32),
+            np.asarray(found, dtype=bool),
+        )
+
+    def vector(self, item_id: str) -> np.ndarray | None:
+        """The item's vector, or None when the index does not hold it."""
+        row = self.rows.get(item_id)
+        return self.vectors[row] if row is not None and self.found[row] else None
 
 
 @dataclass
@@ -196,13 +221,15 @@ class Engine:
     def apply(self, events: Sequence[Event], states: MutableMapping[str, UserState]) -> int:
         """Apply events to the states and popular counts only (warm-up); returns how many
         were newly applied."""
-        stats = BatchStats(events=len(events))
         table = VectorTable.fetch(self.index, [e.item_id for e in events])
+        touched: dict[str, UserState] = {}
+        applied = 0
         for event in events:
-            state = self._state(states, event.user_id)
-            if self._apply_one(state, event, table):
-                stats.applied += 1
-        return stats.applied
+            state = touched.get(event.user_id) or self._state(states, event.user_id)
+            touched[event.user_id] = state
+            applied += self._apply_one(state, event, table)
+        states.update(touched)  # assignment is what a Faust table persists
+        return applied
 
     # --- live catalog ------------------------------------------------------------------
     def apply_item_upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
@@ -269,8 +296,7 @@ class Engine:
             stats.applied += applied
             stats.duplicates += not applied
             snapshots.append(_Snapshot(event, context, exclude, applied))
-        for user_id, state in touched.items():  # assignment is what a Faust table persists
-            states[user_id] = state
+        states.update(touched)  # assignment is what a Faust table persists
         return snapshots
 
     def _retrieve(self, snapshots: list[_Snapshot], stats: BatchStats) -> None:
@@ -319,8 +345,15 @@ class Engine:
         candidates = [s.ids for s in snapshots]
         flat = [item for ids in candidates for item in ids]
         recent = [item for c in contexts for item in c.recent_items]
-        table = VectorTable.fetch(self.index, flat + recent)
-        features = build_features(contexts, candidates, table, self.popular.counts(flat))
+        vectors, found = self.index.get_vectors(flat + recent)  # one call for the batch
+        features = build_features(
+            contexts,
+            candidates,
+            vectors[: len(flat)],
+            vectors[len(flat) :],
+            found[len(flat) :],
+            self.popular.counts(flat),
+        )
         out, start = [], 0
         for snap in snapshots:
             end = start + len(snap.ids)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 from streamrec.streams.core.rules import UpdateRule, unit
@@ -37,37 +36,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "user_interests",  # number of query vectors the user has (interests for `multi`)
     "cold",  # 1 when the user is served recently-popular items
 )
-
-
-class VectorSource(Protocol):
-    """What the features need of the index: vectors by id (the ``CandidateIndex`` method)."""
-
-    def get_vectors(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class VectorTable:
-    """Item vectors fetched in one ``get_vectors`` call, looked up by id afterwards."""
-
-    rows: dict[str, int]
-    vectors: np.ndarray  # [n, d] float32, zeros where not found
-    found: np.ndarray  # [n] bool
-
-    @classmethod
-    def fetch(cls, source: VectorSource, ids: Sequence[str]) -> VectorTable:
-        """Fetch the distinct ``ids`` from the index in one call."""
-        unique = list(dict.fromkeys(ids))
-        vectors, found = source.get_vectors(unique)
-        return cls(
-            {item: i for i, item in enumerate(unique)},
-            np.asarray(vectors, dtype=np.float32),
-            np.asarray(found, dtype=bool),
-        )
-
-    def vector(self, item_id: str) -> np.ndarray | None:
-        """The item's vector, or None when the index does not hold it."""
-        row = self.rows.get(item_id)
-        return self.vectors[row] if row is not None and self.found[row] else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,78 +72,93 @@ class UserContext:
         )
 
 
-def _gather(table: VectorTable, lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-    """Padded ``[B, L, d]`` vectors and ``[B, L]`` validity mask for lists of item ids."""
-    width = max((len(ids) for ids in lists), default=0)
-    rows = np.full((len(lists), width), -1, dtype=np.int64)
-    for b, ids in enumerate(lists):
-        rows[b, : len(ids)] = [table.rows.get(i, -1) for i in ids]
-    valid = rows >= 0
-    valid[valid] = table.found[rows[valid]]
-    dim = table.vectors.shape[1] if table.vectors.ndim == 2 else 0
-    out = np.zeros((len(lists), width, dim), dtype=np.float32)
-    out[valid] = table.vectors[rows[valid]]
-    return out, valid
+def _padded(flat: np.ndarray, counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``flat`` ([sum(counts), …], grouped by owner) as ``[B, width, …]`` plus the
+    ``[B, width]`` mask of real rows."""
+    mask = np.arange(width)[None, :] < counts[:, None]
+    if len(flat) == len(counts) * width:  # every owner has ``width`` rows: a free reshape
+        return flat.reshape(len(counts), width, *flat.shape[1:]), mask
+    out = np.zeros((len(counts), width, *flat.shape[1:]), dtype=flat.dtype)
+    out[mask] = flat
+    return out, mask
 
 
 def _masked_max(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Max over the last axis where ``mask`` holds, 0 where nothing does."""
-    out = np.where(mask, values, -np.inf).max(axis=-1, initial=-np.inf)
+    out = np.max(values, axis=-1, where=mask, initial=-np.inf)
     return np.where(np.isfinite(out), out, 0.0)
 
 
 def build_features(
     users: Sequence[UserContext],
     candidates: Sequence[Sequence[str]],
-    table: VectorTable,
+    candidate_vectors: np.ndarray,
+    recent_vectors: np.ndarray,
+    recent_found: np.ndarray,
     popularity: np.ndarray,
 ) -> np.ndarray:
     """Features of every (user, candidate) pair, ``[sum(len(c)), len(FEATURE_NAMES)]`` float32.
 
-    Rows follow ``candidates`` flattened in order (all of user 0's, then user 1's, …).
-    ``table`` must hold the candidates' and the users' recent items' vectors;
-    ``popularity`` is the decayed count of each flattened candidate.
+    Rows follow ``candidates`` flattened in order (all of user 0's, then user 1's, …), as do
+    ``candidate_vectors`` (``[T, d]``, zeros for unknown items) and ``popularity`` (decayed
+    counts). ``recent_vectors``/``recent_found`` hold the vectors of every user's
+    ``recent_items`` flattened the same way. One padded ``[B, N, d] @ [B, d, M+R]`` product
+    gives every candidate's inner product with its user's M queries and R unit recent-item
+    vectors at once (the latter divided by the item's norm give cosines).
     """
-    total = sum(len(c) for c in candidates)
+    counts = np.array([len(c) for c in candidates], dtype=np.int64)
+    total = int(counts.sum())
     if total == 0:
         return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
-    batch = len(users)
-    cand, _ = _gather(table, candidates)  # [B, N, d]
-    cand_unit = unit(cand)
-    width = cand.shape[1]
-    dim = cand.shape[2]
+    cand = np.asarray(candidate_vectors, dtype=np.float32)
+    dim = cand.shape[1]
+    norms = np.sqrt(np.einsum("td,td->t", cand, cand))
 
-    # Retrieval score: best query per candidate, and that query's weight.
-    n_queries = max(len(u.queries) for u in users)
-    queries = np.zeros((batch, max(n_queries, 1), dim), dtype=np.float32)
-    query_weights = np.zeros((batch, max(n_queries, 1)), dtype=np.float32)
+    # The user side: M unit queries then R unit recent-item vectors per user.
+    n_queries = max(max(len(u.queries) for u in users), 1)
+    n_recent = max(max(len(u.recent_items) for u in users), 1)
+    keys = np.zeros((len(users), n_queries + n_recent, dim), dtype=np.float32)
+    query_weights = np.zeros((len(users), n_queries), dtype=np.float32)
+    saves = np.zeros((len(users), n_recent), dtype=bool)
     for b, user in enumerate(users):
         if len(user.queries):
-            queries[b, : len(user.queries)] = user.queries
+            keys[b, : len(user.queries)] = user.queries
             query_weights[b, : len(user.queries)] = user.query_weights
-    query_mask = query_weights > 0
-    dots = cand @ queries.transpose(0, 2, 1)  # [B, N, M]
-    masked_dots = np.where(query_mask[:, None, :], dots, -np.inf)
-    best = masked_dots.argmax(axis=-1)  # [B, N]
-    has_query = query_mask.any(axis=-1)[:, None]
-    retrieval_score = np.where(has_query, np.take_along_axis(dots, best[..., None], -1)[..., 0], 0)
-    best_weight = np.where(has_query, np.take_along_axis(query_weights, best, axis=1), 0.0)
-
-    # Similarity to the user's last actions.
-    recent, recent_mask = _gather(table, [u.recent_items for u in users])  # [B, R, d]
-    saves = np.zeros(recent_mask.shape, dtype=bool)
-    for b, user in enumerate(users):
         saves[b, : len(user.recent_saves)] = user.recent_saves
-    sims = cand_unit @ unit(recent).transpose(0, 2, 1)  # [B, N, R]
-    mask = np.broadcast_to(recent_mask[:, None, :], sims.shape)
-    count = recent_mask.sum(axis=-1)[:, None]
-    recent_max = _masked_max(sims, mask)
-    recent_mean = np.where(mask, sims, 0.0).sum(axis=-1) / np.maximum(count, 1)
-    last_sim = sims[..., 0] * recent_mask[:, None, 0] if sims.shape[-1] else np.zeros_like(count)
-    save_max = _masked_max(sims, mask & saves[:, None, :])
+    recent_counts = np.array([len(u.recent_items) for u in users], dtype=np.int64)
+    recent, recent_mask = _padded(
+        unit(np.asarray(recent_vectors, np.float32)), recent_counts, n_recent
+    )
+    recent_mask[recent_mask] = np.asarray(recent_found, dtype=bool)
+    keys[:, n_queries:] = recent
 
-    # Per-user scalars, broadcast over candidates.
-    scalars = np.array(
+    padded, cand_mask = _padded(cand, counts, int(counts.max()))
+    products = (padded @ keys.transpose(0, 2, 1))[cand_mask]  # [T, M+R] inner products
+    owner = np.repeat(np.arange(len(users)), counts)
+
+    # Retrieval score: the best query's inner product with the item, and that query's weight.
+    query_mask = (query_weights > 0)[owner]
+    dots = np.where(query_mask, products[:, :n_queries], -np.inf)
+    best = dots.argmax(axis=1)
+    has_query = query_mask.any(axis=1)
+    rows = np.arange(total)
+
+    # Similarity to the user's last actions (newest first).
+    rsims = products[:, n_queries:] / np.maximum(norms, 1e-12)[:, None]
+    rmask = recent_mask[owner]
+    seen_count = rmask.sum(axis=1)
+
+    out = np.empty((total, len(FEATURE_NAMES)), dtype=np.float32)
+    out[:, 0] = np.where(has_query, dots[rows, best], 0.0)
+    out[:, 1] = np.log1p(rows - np.repeat(np.cumsum(counts) - counts, counts))
+    out[:, 2] = np.where(has_query, query_weights[owner, best], 0.0)
+    out[:, 3] = norms
+    out[:, 4] = _masked_max(rsims, rmask)
+    out[:, 5] = np.sum(rsims, axis=1, where=rmask) / np.maximum(seen_count, 1)
+    out[:, 6] = np.where(rmask[:, 0], rsims[:, 0], 0.0)
+    out[:, 7] = _masked_max(rsims, rmask & saves[owner])
+    out[:, 8] = np.log1p(np.asarray(popularity, dtype=np.float64))
+    out[:, 9:] = np.array(
         [
             [
                 math.log1p(u.n_events),
@@ -188,21 +171,5 @@ def build_features(
             for u in users
         ],
         dtype=np.float32,
-    )
-
-    feats = np.zeros((batch, width, len(FEATURE_NAMES)), dtype=np.float32)
-    feats[..., 0] = retrieval_score
-    feats[..., 1] = np.log1p(np.arange(width, dtype=np.float32))[None, :]
-    feats[..., 2] = best_weight
-    feats[..., 3] = np.linalg.norm(cand, axis=-1)
-    feats[..., 4] = recent_max
-    feats[..., 5] = recent_mean
-    feats[..., 6] = last_sim
-    feats[..., 7] = save_max
-    feats[..., 9:] = scalars[:, None, :]
-    rows = np.zeros((batch, width), dtype=bool)
-    for b, ids in enumerate(candidates):
-        rows[b, : len(ids)] = True
-    out = feats[rows]
-    out[:, 8] = np.log1p(np.asarray(popularity, dtype=np.float64)).astype(np.float32)
+    )[owner]
     return out

@@ -15,6 +15,7 @@ come back unless acted on again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,7 @@ class Popular:
 
     def counts(self, item_ids: Sequence[str]) -> np.ndarray:
         """Decayed counts as of ``now`` for the given items (0 for unknown ones), float64."""
-        slots = np.fromiter((self._slot.get(i, -1) for i in item_ids), np.int64, len(item_ids))
+        slots = np.fromiter(map(self._slot.get, item_ids, repeat(-1)), np.int64, len(item_ids))
         values = np.where(slots >= 0, self._values[np.maximum(slots, 0)], 0.0)
         return values * self._scale_now()
 

@@ -213,3 +213,29 @@ def test_reranker_orders_candidates_in_one_batched_call(
         best = np.argsort(-scores, kind="stable")[:10]
         assert rec.items == [cands.ids[i] for i in best]
         np.testing.assert_allclose(rec.scores, scores[best], rtol=1e-6)
+
+
+def test_apply_moves_state_exactly_as_process_does(
+    make_engine: MakeEngine, make_stream: MakeStream
+) -> None:
+    events = make_stream(90)
+    warmed: dict[str, UserState] = {}
+    served: dict[str, UserState] = {}
+    warm_engine, serve_engine = make_engine(rule="multi"), make_engine(rule="multi")
+    assert warm_engine.apply(events, warmed) == 90
+    run(serve_engine, events, served, batch=30)
+    assert {u: s.to_map() for u, s in warmed.items()} == {u: s.to_map() for u, s in served.items()}
+    assert warm_engine.popular.to_map() == serve_engine.popular.to_map()
+    assert warm_engine.apply(events, warmed) == 0  # all already applied
+
+
+def test_events_on_items_outside_the_catalog_count_but_do_not_move_vectors(
+    make_engine: MakeEngine,
+) -> None:
+    states: dict[str, UserState] = {}
+    recs = make_engine().process(
+        [Event("a", "u", "item5", "click", 0), Event("b", "u", "gone", "save", 1000)], states
+    )
+    state = states["u"]
+    assert state.n_events == 2 and state.n_known == 1 and state.n_saves == 1
+    assert recs[1].source == "personalized" and "gone" not in recs[1].items

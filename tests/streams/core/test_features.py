@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 from streamrec.index import CandidateIndex
-from streamrec.streams.core.features import FEATURE_NAMES, UserContext, VectorTable, build_features
+from streamrec.streams.core.features import FEATURE_NAMES, UserContext, build_features
 from streamrec.streams.core.rules import DecayedEmbedding
 from streamrec.streams.core.state import UserState
 from streamrec.streams.wire import Event
 
 WEIGHTS = {"click": 1.0, "save": 2.0}
 RULE = DecayedEmbedding(half_life_s=3600.0, half_life_events=0.0, action_weights=WEIGHTS)
-HISTORY = ["item0", "item6", "item12", "item1"]
 BOUNDS = {"recent_size": 20, "seen_size": 100, "applied_ids": 50}
 
 
@@ -25,6 +24,20 @@ def user_with(index: CandidateIndex, items: list[str], actions: list[str]) -> Us
     return state
 
 
+def features_of(
+    index: CandidateIndex,
+    users: list[UserContext],
+    candidates: list[list[str]],
+    popularity: np.ndarray,
+) -> np.ndarray:
+    """Fetch vectors as the engine does (candidates, then recent items) and build."""
+    flat = [i for c in candidates for i in c]
+    recent = [i for u in users for i in u.recent_items]
+    vectors, found = index.get_vectors(flat + recent)
+    n = len(flat)
+    return build_features(users, candidates, vectors[:n], vectors[n:], found[n:], popularity)
+
+
 def contexts_and_candidates(index: CandidateIndex):  # type: ignore[no-untyped-def]
     a = user_with(index, ["item0", "item6", "item12"], ["click", "save", "click"])
     b = user_with(index, ["item1"], ["click"])
@@ -35,8 +48,7 @@ def contexts_and_candidates(index: CandidateIndex):  # type: ignore[no-untyped-d
 
 def test_one_float32_row_per_pair_with_every_named_feature(index: CandidateIndex) -> None:
     users, candidates = contexts_and_candidates(index)
-    table = VectorTable.fetch(index, [i for c in candidates for i in c] + HISTORY)
-    feats = build_features(users, candidates, table, np.arange(5.0))
+    feats = features_of(index, users, candidates, np.arange(5.0))
     assert feats.shape == (5, len(FEATURE_NAMES)) and feats.dtype == np.float32
     assert np.isfinite(feats).all()
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
@@ -44,8 +56,7 @@ def test_one_float32_row_per_pair_with_every_named_feature(index: CandidateIndex
 
 def test_columns_mean_what_their_names_say(index: CandidateIndex) -> None:
     users, candidates = contexts_and_candidates(index)
-    table = VectorTable.fetch(index, [i for c in candidates for i in c] + HISTORY)
-    feats = build_features(users, candidates, table, np.array([0.0, 1.0, 3.0, 0.0, 0.0]))
+    feats = features_of(index, users, candidates, np.array([0.0, 1.0, 3.0, 0.0, 0.0]))
     col = {name: feats[:, i] for i, name in enumerate(FEATURE_NAMES)}
     vec, _ = index.get_vectors(["item18", "item1", "item24"])
     np.testing.assert_allclose(col["retrieval_score"][:3], vec @ users[0].queries[0], rtol=1e-5)
@@ -64,25 +75,35 @@ def test_columns_mean_what_their_names_say(index: CandidateIndex) -> None:
 
 def test_same_inputs_give_bit_identical_features(index: CandidateIndex) -> None:
     users, candidates = contexts_and_candidates(index)
-    ids = [i for c in candidates for i in c] + HISTORY
-    first = build_features(users, candidates, VectorTable.fetch(index, ids), np.ones(5))
-    second = build_features(users, candidates, VectorTable.fetch(index, ids), np.ones(5))
+    first = features_of(index, users, candidates, np.ones(5))
+    second = features_of(index, users, candidates, np.ones(5))
     assert first.tobytes() == second.tobytes()
 
 
 def test_no_candidates_gives_an_empty_matrix(index: CandidateIndex) -> None:
     users, _ = contexts_and_candidates(index)
-    feats = build_features(users, [[], []], VectorTable.fetch(index, []), np.zeros(0))
+    feats = features_of(index, users, [[], []], np.zeros(0))
     assert feats.shape == (0, len(FEATURE_NAMES))
 
 
 def test_a_user_without_history_gets_zero_user_similarities(index: CandidateIndex) -> None:
     cold = UserContext.of(UserState(), RULE, recent=10, cold_threshold=1)
     assert cold.cold
-    table = VectorTable.fetch(index, ["item3", "item4"])
-    feats = build_features([cold], [["item3", "item4"]], table, np.ones(2))
+    feats = features_of(index, [cold], [["item3", "item4"]], np.ones(2))
     col = {name: feats[:, i] for i, name in enumerate(FEATURE_NAMES)}
     user_columns = ("retrieval_score", "query_weight", "recent_sim_max", "last_sim")
     for name in (*user_columns, "user_events_log"):
         assert (col[name] == 0).all(), name
     assert (col["cold"] == 1).all()
+
+
+def test_recent_items_missing_from_the_index_are_left_out(index: CandidateIndex) -> None:
+    state = user_with(index, ["item0"], ["click"])
+    state.record(Event("x", "u", "deleted", "click", 10**6), **BOUNDS)  # newest, unknown
+    user = UserContext.of(state, RULE, recent=10, cold_threshold=1)
+    assert user.recent_items == ("deleted", "item0")
+    feats = features_of(index, [user], [["item6", "item1"]], np.ones(2))
+    col = {name: feats[:, i] for i, name in enumerate(FEATURE_NAMES)}
+    assert (col["last_sim"] == 0).all()  # the last item has no vector
+    np.testing.assert_allclose(col["recent_sim_mean"], col["recent_sim_max"], rtol=1e-6)
+    assert col["recent_sim_max"][0] > 0.5 > col["recent_sim_max"][1]
