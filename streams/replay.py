@@ -1,11 +1,11 @@
 """Replay a recorded stream into Kafka: paced, batched for throughput, nothing lost silently.
 
-Every record of the file ends in exactly one of three counts: ``sent`` (acknowledged by
-the broker), ``rejected`` (not a valid event: written to the reject file with its
-position) or ``failed`` (valid, but the broker never acknowledged it: also written to the
-reject file, with reason ``delivery_failed``). The key is the user id, so one user's events
-land on one partition and keep their file order (the idempotent producer keeps that order
-across retries).
+Every record the replay reads ends in exactly one count: ``sent`` (acknowledged by the
+broker), ``rejected`` (not a valid event), ``failed`` (the broker refused it) or
+``unknown`` (no answer before the final flush gave up). All but ``sent`` are written to the
+reject file with their position, so a replay never drops anything without saying so. The
+key is the user id, so one user's events land on one partition and keep their file order
+(the idempotent producer keeps that order across retries).
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from streamrec.streams.rejects import RejectFile
 
 from streamrec.config import Settings
 
-#: Reason written to the reject file for a valid event the broker did not acknowledge.
+#: Reject reason of a valid event the broker refused.
 DELIVERY_FAILED = "delivery_failed"
+#: Reject reason of a valid event whose delivery was never confirmed either way.
+DELIVERY_UNKNOWN = "delivery_unknown"
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -55,6 +57,25 @@ def make_producer(settings: Settings) -> KafkaProducer:
     return KafkaProducer(**producer_config(settings))
 
 
+def close_producer(producer: KafkaProducer, timeout_s: float = 10.0) -> None:
+    """Close the producer, also after a fatal producer error.
+
+    kafka-python 3.0 can leave batches that never complete after a fatal error (seen with
+    a record over the topic's max.message.bytes under idempotence); its ``close()`` then
+    raises from its own flush and leaves the I/O thread running. The replay has already
+    counted those events as unknown, so here the thread is forced down (private API: there
+    is no public way) instead of leaking it.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaError:
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+            sender.join(timeout_s)
+        producer._closed = True  # keeps __del__ from trying (and failing) again
+
+
 class StrictAbort(Exception):
     """``--strict`` met a bad record; everything before it was sent and flushed."""
 
@@ -66,21 +87,25 @@ class StrictAbort(Exception):
 
 @dataclass(slots=True)
 class ReplayStats:
-    """What one replay did; ``queued`` counts events handed to the producer."""
+    """What one replay did. ``queued`` counts events handed to the producer; each of them
+    ends ``sent``, ``failed`` or ``unknown``."""
 
     queued: int = 0
     rejected: int = 0
     failed: int = 0
+    unknown: int = 0
     elapsed_s: float = 0.0
     behind_s: float = 0.0
     interrupted: bool = False
-    unconfirmed: bool = False  # the final flush timed out: some deliveries are unknown
-    last_offset: int = 0  # byte offset of the last checkpointed record (for progress)
+    #: Why the replay stopped early or could not confirm deliveries (a producer error).
+    error: str | None = None
+    #: Byte offset of the last record seen at a checkpoint (for progress).
+    last_offset: int = 0
 
     @property
     def sent(self) -> int:
-        """Events the broker acknowledged (after the final flush)."""
-        return self.queued - self.failed
+        """Events the broker acknowledged (final once the replay has returned)."""
+        return self.queued - self.failed - self.unknown
 
     @property
     def rate(self) -> float:
@@ -94,11 +119,11 @@ Progress = Callable[[ReplayStats], None]
 class Replayer:
     """Sends the records of one recorded stream to a topic through one producer.
 
-    Delivery failures are reported by the producer's I/O thread into a queue and written to
-    the reject file by the replaying thread, so the file has one writer. Every ``every``
-    records the replay checkpoints the last future; with more than ``max_pending`` events
-    not yet checked it waits for the oldest checkpoint, which bounds memory (kafka-python's
-    producer has no buffer limit and would otherwise queue the whole file).
+    Each sent event's future is kept, with its record, until it resolves: every ``every``
+    records the resolved ones at the head are settled (a failure goes to the reject file),
+    and with more than ``max_pending`` unresolved the replay waits for the oldest. That
+    bounds memory (kafka-python's producer has no buffer limit and would queue the whole
+    file) and lets the final count name every event the broker never confirmed.
     """
 
     def __init__(
@@ -119,25 +144,27 @@ class Replayer:
         self.pacer = pacer
         self.rejects = rejects
         self.strict = strict
+        self.max_pending = max_pending
         self.every = every
         self.flush_timeout_s = flush_timeout_s
         self._clock = clock
-        self._max_checkpoints = max(1, max_pending // every)
-        self._checkpoints: collections.deque[FutureRecordMetadata] = collections.deque()
-        self._failures: collections.deque[tuple[Record, Exception]] = collections.deque()
+        self._pending: collections.deque[tuple[FutureRecordMetadata, Record]] = collections.deque()
         self.stats = ReplayStats()
 
     def run(self, records: Iterable[Record], progress: Progress | None = None) -> ReplayStats:
-        """Replay ``records``; Ctrl-C (KeyboardInterrupt) stops reading, flushes and returns
-        the stats with ``interrupted`` set. ``progress`` is called every ``every`` records."""
+        """Replay ``records`` and return the final counts.
+
+        Ctrl-C (KeyboardInterrupt) stops reading and flushes (``interrupted``); a producer
+        error stops it too (``error``); a bad record with ``strict`` raises
+        :class:`StrictAbort` after the flush. Every way out settles every sent event.
+        """
         stats = self.stats
         start = self._clock()
         send = self.producer.send
         topic = self.topic
         wait = self.pacer.wait
-        on_error = self._on_error
+        pending = self._pending.append
         every = self.every
-        future: FutureRecordMetadata | None = None
         try:
             for record in records:
                 event = record.event
@@ -145,36 +172,22 @@ class Replayer:
                     self._reject(record)
                 else:
                     wait(event.ts)
-                    future = send(topic, record.raw, event.user_id.encode())
-                    future.add_errback(on_error, record)
+                    pending((send(topic, record.raw, event.user_id.encode()), record))
                     stats.queued += 1
                 if (record.index + 1) % every == 0:
                     stats.last_offset = record.offset
-                    self._checkpoint(future)
+                    self._settle_head()
                     if progress is not None:
                         stats.elapsed_s = self._clock() - start
                         stats.behind_s = self.pacer.behind_s
                         progress(stats)
         except KeyboardInterrupt:
             stats.interrupted = True
+        except KafkaError as exc:  # the producer refuses to take more (e.g. a fatal error)
+            stats.error = f"producer error after {stats.queued:,} events: {exc}"
         finally:
             self._finish(start)
         return stats
-
-    def _checkpoint(self, future: FutureRecordMetadata | None) -> None:
-        """Report failures so far and keep at most ``max_pending`` events unacknowledged."""
-        if future is not None and (not self._checkpoints or self._checkpoints[-1] is not future):
-            self._checkpoints.append(future)
-        while len(self._checkpoints) > self._max_checkpoints:
-            # A failed event is counted by its errback; a timeout only ends the wait.
-            with contextlib.suppress(KafkaError):
-                self._checkpoints.popleft().get(timeout=self.flush_timeout_s)
-        self._drain_failures()
-
-    def _write_reject(self, record: Record, reason: str, detail: str) -> None:
-        self.rejects.write(
-            record.position, reason, detail, record.raw, index=record.index, offset=record.offset
-        )
 
     def _reject(self, record: Record) -> None:
         assert record.error is not None
@@ -183,23 +196,48 @@ class Replayer:
         self._write_reject(record, record.error.reason.value, record.error.detail)
         self.stats.rejected += 1
 
-    def _on_error(self, record: Record, exc: Exception) -> None:
-        # Runs on the producer's I/O thread: only hand over (deque.append is thread-safe).
-        self._failures.append((record, exc))
+    def _write_reject(self, record: Record, reason: str, detail: str) -> None:
+        self.rejects.write(
+            record.position, reason, detail, record.raw, index=record.index, offset=record.offset
+        )
 
-    def _drain_failures(self) -> None:
-        while self._failures:
-            record, exc = self._failures.popleft()
+    def _settle(self, future: FutureRecordMetadata, record: Record) -> None:
+        """Count one resolved future; a failure goes to the reject file."""
+        if future.exception is not None:
+            exc = future.exception
             self._write_reject(record, DELIVERY_FAILED, f"{type(exc).__name__}: {exc}")
             self.stats.failed += 1
 
+    def _settle_head(self) -> None:
+        """Settle the resolved futures at the head; wait while too many are unresolved."""
+        pending = self._pending
+        while pending:
+            future, record = pending[0]
+            if not future.is_done:
+                if len(pending) <= self.max_pending:
+                    return
+                # A failure is settled below; a timeout only ends this wait.
+                with contextlib.suppress(KafkaError):
+                    future.get(timeout=self.flush_timeout_s)
+                if not future.is_done:
+                    return
+            pending.popleft()
+            self._settle(future, record)
+
     def _finish(self, start: float) -> None:
-        """Flush what is queued (also after Ctrl-C or a strict abort) and count the outcome."""
+        """Flush what is queued (after Ctrl-C or a strict abort too) and settle every event:
+        one that is still unresolved is counted ``unknown`` and written to the reject file."""
         try:
             self.producer.flush(timeout=self.flush_timeout_s)
-        except KafkaError:
-            self.stats.unconfirmed = True
-        self._checkpoints.clear()
-        self._drain_failures()
+        except KafkaError as exc:
+            self.stats.error = self.stats.error or f"final flush failed: {exc}"
+        detail = self.stats.error or "no answer from the broker"
+        while self._pending:
+            future, record = self._pending.popleft()
+            if future.is_done:
+                self._settle(future, record)
+            else:
+                self._write_reject(record, DELIVERY_UNKNOWN, detail)
+                self.stats.unknown += 1
         self.stats.elapsed_s = self._clock() - start
         self.stats.behind_s = self.pacer.behind_s

@@ -94,7 +94,13 @@ def replay(
     from streamrec.streams.pacing import AsFastAsPossible, Pace, Pacer, Rate, Speed
     from streamrec.streams.recorded import read_records
     from streamrec.streams.rejects import default_rejects_path
-    from streamrec.streams.replay import Replayer, ReplayStats, StrictAbort, make_producer
+    from streamrec.streams.replay import (
+        Replayer,
+        ReplayStats,
+        StrictAbort,
+        close_producer,
+        make_producer,
+    )
 
     if sum((speed is not None, rate is not None, max_)) > 1:
         fail("choose one pace: --speed, --rate or --max")
@@ -133,28 +139,24 @@ def replay(
             aborted = exc
             stats = replayer.stats
         finally:
-            producer.close(timeout=10)
             reject_file.close()
+            close_producer(producer)
         progress.update(task, completed=size, count=stats.sent, rate=stats.rate)
-    if aborted is not None:
-        fail(
-            f"--strict: bad record at {aborted.record.position}: {aborted.record.error}; "
-            f"the {stats.sent:,} events before it were sent"
-        )
     console.print(
         f"sent {stats.sent:,} · rejected {stats.rejected:,} · failed {stats.failed:,} · "
-        f"elapsed {stats.elapsed_s:.1f} s · {stats.rate:,.0f} events/s",
+        f"unknown {stats.unknown:,} · elapsed {stats.elapsed_s:.1f} s · "
+        f"{stats.rate:,.0f} events/s",
         highlight=False,
     )
     if stats.behind_s > 0.01:
         console.print(f"[yellow]the last event went out {stats.behind_s:.2f} s behind schedule[/]")
     _show_rejects(reject_file, "records")
-    if stats.unconfirmed:
-        fail("the final flush timed out: some deliveries are unconfirmed")
-    if stats.failed:
-        fail(
-            f"{stats.failed:,} events were not acknowledged by the broker (see {reject_file.path})"
-        )
+    if aborted is not None:
+        fail(f"--strict: stopped at the bad record {aborted}")
+    if stats.error:
+        fail(stats.error)
+    if stats.failed or stats.unknown:
+        fail(f"{stats.failed + stats.unknown:,} events were not acknowledged ({reject_file.path})")
     if stats.interrupted:
         console.print("[yellow]interrupted: stopped after flushing what was sent[/]")
         raise typer.Exit(INTERRUPTED)
