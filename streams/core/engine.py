@@ -6,7 +6,9 @@ code. Per micro-batch (DESIGN.md "The path of one event"):
 
 1. **apply** — events in order; an already-applied event id is skipped (idempotence, see
    ``state.py``); each event moves its user's state (ring, seen items, counters, the update
-   rule's vectors) and the recently-popular counts. Each event takes a snapshot
+   rule's vectors) and the recently-popular counts (for ``moment="before"`` only after the
+   batch's candidates and features are built, so no event's own item is counted in the
+   features logged or scored for it: batch-start popularity). Each event takes a snapshot
    (:class:`~streamrec.streams.core.features.UserContext`) of its user's state right after
    it (or right before it, for training and prequential evaluation), so two events of one
    user in one batch get two different recommendations.
@@ -207,13 +209,18 @@ class Engine:
         stats = BatchStats(events=len(events))
         self.last_batch_stats = stats
         started = time.perf_counter()
-        snapshots = self._apply(events, states, moment, stats)
+        counted: list[Event] = []
+        snapshots = self._apply(events, states, moment, stats, counted)
+        if moment == "after":
+            self._count(counted)
         applied_at = time.perf_counter()
         stats.apply_s = applied_at - started
         self._retrieve(snapshots, stats)
         searched_at = time.perf_counter()
         stats.search_s = searched_at - applied_at
         out = self._features(snapshots)
+        if moment == "before":  # popularity as of the batch start: no event sees itself
+            self._count(counted)
         stats.features_s = time.perf_counter() - searched_at
         stats.candidates = sum(len(c.ids) for c in out)
         return out
@@ -223,13 +230,15 @@ class Engine:
         were newly applied."""
         table = VectorTable.fetch(self.index, [e.item_id for e in events])
         touched: dict[str, UserState] = {}
-        applied = 0
+        counted: list[Event] = []
         for event in events:
             state = touched.get(event.user_id) or self._state(states, event.user_id)
             touched[event.user_id] = state
-            applied += self._apply_one(state, event, table)
+            if self._apply_one(state, event, table):
+                counted.append(event)
         states.update(touched)  # assignment is what a Faust table persists
-        return applied
+        self._count(counted)
+        return len(counted)
 
     # --- live catalog ------------------------------------------------------------------
     def apply_item_upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
@@ -266,8 +275,12 @@ class Engine:
         vector = table.vector(event.item_id)
         if vector is not None:
             self.rule.update(state, vector, weight, event.ts)
-        self.popular.add(event.item_id, event.ts, weight)
         return True
+
+    def _count(self, events: Sequence[Event]) -> None:
+        """Add newly applied events to the recently-popular counts."""
+        for event in events:
+            self.popular.add(event.item_id, event.ts, self.rule.weight(event.action, event.weight))
 
     def _context(self, state: UserState) -> UserContext:
         return UserContext.of(
@@ -283,7 +296,10 @@ class Engine:
         states: MutableMapping[str, UserState],
         moment: Moment,
         stats: BatchStats,
+        counted: list[Event],
     ) -> list[_Snapshot]:
+        """Apply each event to its user's state, snapshotting the state at ``moment``;
+        newly applied events are appended to ``counted`` for the popularity counts."""
         table = VectorTable.fetch(self.index, [e.item_id for e in events])
         touched: dict[str, UserState] = {}
         snapshots = []
@@ -292,6 +308,8 @@ class Engine:
             touched[event.user_id] = state
             before = (self._context(state), state.exclude) if moment == "before" else None
             applied = self._apply_one(state, event, table)
+            if applied:
+                counted.append(event)
             context, exclude = before or (self._context(state), state.exclude)
             stats.applied += applied
             stats.duplicates += not applied

@@ -239,3 +239,16 @@ def test_events_on_items_outside_the_catalog_count_but_do_not_move_vectors(
     state = states["u"]
     assert state.n_events == 2 and state.n_known == 1 and state.n_saves == 1
     assert recs[1].source == "personalized" and "gone" not in recs[1].items
+
+
+def test_before_an_event_its_own_action_is_not_yet_counted_as_popular(
+    make_engine: MakeEngine,
+) -> None:
+    engine = make_engine()
+    states: dict[str, UserState] = {}
+    engine.apply([Event("a", "first", "item9", "click", 0)], states)
+    [cands] = engine.prepare([Event("b", "second", "item9", "click", 0)], states, moment="before")
+    pop_log = cands.features[:, FEATURE_NAMES.index("pop_log")]
+    assert cands.source == "popular" and cands.ids == ["item9"]
+    np.testing.assert_allclose(pop_log, [np.log1p(1.0)], rtol=1e-6)  # not log1p(2)
+    assert engine.popular.counts(["item9"])[0] == pytest.approx(2.0)  # counted afterwards
