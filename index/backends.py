@@ -13,7 +13,6 @@ HNSW is a CPU graph; on a GPU ``kind="auto"`` picks ``ivf``.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,24 +22,13 @@ from streamrec.index.params import DEVICES, KINDS, METRICS, IndexParams
 
 GPU_KINDS = ("flat", "ivf")
 GPU_MAX_K = 2048
+TRAIN_PER_LIST = 64
 _FAISS_METRIC = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
-
-_gpu_lock = threading.Lock()
-_gpu_resources: Any = None
 
 
 def gpu_count() -> int:
     """GPUs faiss can use (0 for a faiss-cpu build)."""
     return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
-
-
-def _resources() -> Any:
-    """One ``StandardGpuResources`` per process: it owns cuBLAS handles and scratch memory."""
-    global _gpu_resources
-    with _gpu_lock:
-        if _gpu_resources is None:
-            _gpu_resources = faiss.StandardGpuResources()
-        return _gpu_resources
 
 
 @dataclass(frozen=True)
@@ -107,16 +95,27 @@ def new_index(backend: Backend, dim: int, train: np.ndarray, params: IndexParams
     else:
         if len(train) == 0:
             raise ValueError("an ivf index needs vectors to train on; use kind 'flat' when empty")
-        spec = f"IVF{ivf_nlist(len(train), params)},Flat"
-    index = faiss.index_factory(dim, spec, backend.faiss_metric)
+        nlist = ivf_nlist(len(train), params)
+        spec = f"IVF{nlist},Flat"
+    index: Any = faiss.index_factory(dim, spec, backend.faiss_metric)
     if backend.kind == "hnsw":
         index.hnsw.efConstruction = params.hnsw_ef_construction
         index.hnsw.efSearch = params.hnsw_ef_search
     index = to_device(index, backend)
-    if not index.is_trained:
-        index.train(np.ascontiguousarray(train, dtype=np.float32))
+    if backend.kind == "ivf":
+        index.train(_training_sample(train, nlist))
     configure(index, backend, params)
     return index
+
+
+def _training_sample(vectors: np.ndarray, nlist: int) -> np.ndarray:
+    """A seeded subset of TRAIN_PER_LIST points per list: k-means cost grows with the sample,
+    and beyond ~64 points per centroid the centroids barely move."""
+    n = TRAIN_PER_LIST * nlist
+    if len(vectors) <= n:
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+    rows = np.sort(np.random.default_rng(0).choice(len(vectors), size=n, replace=False))
+    return np.ascontiguousarray(vectors[rows], dtype=np.float32)
 
 
 def configure(index: Any, backend: Backend, params: IndexParams) -> None:
@@ -136,8 +135,9 @@ def search_params(
 ) -> Any | None:
     """Per-call ``SearchParameters``: the tombstone selector and, for HNSW, ``efSearch >= k``
     (faiss HNSW returns fewer than k hits when ``efSearch < k``)."""
+    sp: Any
     if backend.kind == "hnsw":
-        sp = faiss.SearchParametersHNSW()
+        sp = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from stubs
         sp.efSearch = max(params.hnsw_ef_search, k)
     elif selector is None:
         return None
@@ -155,7 +155,12 @@ def to_device(index: Any, backend: Backend) -> Any:
     """Move a CPU index to the GPU when the backend says so (no-op on CPU)."""
     if backend.device == "cpu":
         return index
-    return faiss.index_cpu_to_gpu(_resources(), 0, index)
+    # Each GPU index gets its own StandardGpuResources: they are not thread-safe, and a
+    # background compaction builds the next generation while the current one serves.
+    resources = faiss.StandardGpuResources()
+    gpu_index: Any = faiss.index_cpu_to_gpu(resources, 0, index)
+    gpu_index.referenced_objects = [resources]  # keep it alive as long as the index
+    return gpu_index
 
 
 def to_cpu(index: Any, backend: Backend) -> Any:

@@ -214,7 +214,7 @@ class CandidateIndex:
             with self._lock:
                 for op, op_ids, op_vectors in self._journal:
                     if op == "upsert":
-                        fresh.upsert(op_ids, op_vectors)  # type: ignore[arg-type]
+                        fresh.upsert(op_ids, op_vectors)
                     else:
                         fresh.delete(op_ids)
                 self._seg = fresh
@@ -246,7 +246,9 @@ def _search(
         params.tombstone_filter == "auto" and backend.supports_selector
     )
     selector = seg.selector() if use_selector and seg.dead else None
-    kq = k + max((len(r) for r in ex_rows), default=0)
+    # Over-fetch by the largest exclusion set, capped at k: users with long histories retry
+    # (only their queries) instead of making every query of the batch ask for k + 1000.
+    kq = k + min(max((len(r) for r in ex_rows), default=0), k)
     if selector is None and seg.dead:  # expect dead rows among hits in proportion; retry if not
         kq = int(kq * seg.rows / max(len(seg.pos), 1)) + 8
     kq = min(seg.rows, kq, backend.max_k)
