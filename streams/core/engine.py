@@ -49,6 +49,8 @@ Moment = Literal["after", "before"]
 class Index(Protocol):
     """The part of ``CandidateIndex`` the engine uses."""
 
+    dim: int
+
     def __contains__(self, item_id: object) -> bool: ...
     def search(
         self, queries: np.ndarray, k: int, exclude: Sequence[set[str]] | None = None
@@ -286,6 +288,7 @@ class Engine:
         return UserContext.of(
             state,
             self.rule,
+            dim=self.index.dim,
             recent=self.config.feature_recent,
             cold_threshold=self.config.cold_threshold,
         )

@@ -54,10 +54,11 @@ class UserContext:
 
     @classmethod
     def of(
-        cls, state: UserState, rule: UpdateRule, *, recent: int, cold_threshold: int
+        cls, state: UserState, rule: UpdateRule, *, dim: int, recent: int, cold_threshold: int
     ) -> UserContext:
-        """Snapshot ``state``; later updates to the state do not change the snapshot."""
-        queries, weights = rule.queries(state)
+        """Snapshot ``state`` for an index of dimension ``dim``; later updates to the state
+        do not change the snapshot."""
+        queries, weights = rule.queries(state, dim)
         last = state.recent[::-1][:recent]
         return cls(
             queries=queries,

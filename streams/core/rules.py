@@ -71,6 +71,8 @@ class UpdateRule(ABC):
     def update(self, state: UserState, item_vector: np.ndarray, weight: float, ts: int) -> None:
         """Apply one action on an item (vector of any norm) at event time ``ts`` (ms)."""
         item = unit(np.asarray(item_vector, dtype=np.float64))
+        if state.vectors and len(state.vectors[0]) != item.size:  # re-trained embeddings
+            state.vectors, state.masses = [], []
         vectors = np.asarray(state.vectors, dtype=np.float64).reshape(-1, item.size)
         masses = np.asarray(state.masses, dtype=np.float64)
         factor = self.decay(state, ts)
@@ -86,13 +88,14 @@ class UpdateRule(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """The rule proper: decayed vectors/masses plus one unit item vector → new ones."""
 
-    def queries(self, state: UserState) -> tuple[np.ndarray, np.ndarray]:
-        """Unit query vectors ``[m, d]`` float32, strongest first, and their weights ``[m]``
-        (summing to 1); ``m == 0`` for a user with no vectors yet."""
-        if not state.vectors:
-            return np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
+    def queries(self, state: UserState, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unit query vectors ``[m, dim]`` float32, strongest first, and their weights ``[m]``
+        (summing to 1); ``m == 0`` for a user with no (weighted) vectors of this dimension."""
         masses = np.asarray(state.masses, dtype=np.float64)
+        if not state.vectors or len(state.vectors[0]) != dim or not (masses > 0).any():
+            return np.zeros((0, dim), np.float32), np.zeros(0, np.float32)
         order = np.argsort(-masses, kind="stable")
+        order = order[masses[order] > 0]
         vectors = unit(np.asarray(state.vectors, dtype=np.float64)[order])
         weights = masses[order] / max(masses.sum(), _EPS)
         return vectors.astype(np.float32), weights.astype(np.float32)
@@ -109,7 +112,10 @@ class DecayedEmbedding(UpdateRule):
     ) -> tuple[np.ndarray, np.ndarray]:
         if len(vectors) == 0:
             return (weight * item)[None, :], np.array([weight])
-        return vectors + weight * item, masses + weight
+        # A state written by the multi-interest rule collapses into the sum of its centroids.
+        return vectors.sum(axis=0, keepdims=True) + weight * item, masses.sum(
+            keepdims=True
+        ) + weight
 
 
 class MultiInterest(UpdateRule):

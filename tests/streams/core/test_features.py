@@ -41,7 +41,7 @@ def features_of(
 def contexts_and_candidates(index: CandidateIndex):  # type: ignore[no-untyped-def]
     a = user_with(index, ["item0", "item6", "item12"], ["click", "save", "click"])
     b = user_with(index, ["item1"], ["click"])
-    users = [UserContext.of(s, RULE, recent=10, cold_threshold=1) for s in (a, b)]
+    users = [UserContext.of(s, RULE, dim=index.dim, recent=10, cold_threshold=1) for s in (a, b)]
     candidates = [["item18", "item1", "item24"], ["item7", "item13"]]
     return users, candidates
 
@@ -87,7 +87,7 @@ def test_no_candidates_gives_an_empty_matrix(index: CandidateIndex) -> None:
 
 
 def test_a_user_without_history_gets_zero_user_similarities(index: CandidateIndex) -> None:
-    cold = UserContext.of(UserState(), RULE, recent=10, cold_threshold=1)
+    cold = UserContext.of(UserState(), RULE, dim=index.dim, recent=10, cold_threshold=1)
     assert cold.cold
     feats = features_of(index, [cold], [["item3", "item4"]], np.ones(2))
     col = {name: feats[:, i] for i, name in enumerate(FEATURE_NAMES)}
@@ -100,7 +100,7 @@ def test_a_user_without_history_gets_zero_user_similarities(index: CandidateInde
 def test_recent_items_missing_from_the_index_are_left_out(index: CandidateIndex) -> None:
     state = user_with(index, ["item0"], ["click"])
     state.record(Event("x", "u", "deleted", "click", 10**6), **BOUNDS)  # newest, unknown
-    user = UserContext.of(state, RULE, recent=10, cold_threshold=1)
+    user = UserContext.of(state, RULE, dim=index.dim, recent=10, cold_threshold=1)
     assert user.recent_items == ("deleted", "item0")
     feats = features_of(index, [user], [["item6", "item1"]], np.ones(2))
     col = {name: feats[:, i] for i, name in enumerate(FEATURE_NAMES)}

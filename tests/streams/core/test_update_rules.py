@@ -23,7 +23,7 @@ def test_decayed_embedding_halves_history_per_half_life_of_event_time() -> None:
     rule.update(state, np.array([0.0, 1.0]), rule.weight("save", None), HOUR_MS)
     np.testing.assert_allclose(state.vectors, [[0.5, 2.0]], rtol=1e-6)
     np.testing.assert_allclose(state.masses, [2.5], rtol=1e-6)
-    queries, weights = rule.queries(state)
+    queries, weights = rule.queries(state, 2)
     np.testing.assert_allclose(queries, [[0.5, 2.0] / np.hypot(0.5, 2.0)], rtol=1e-6)
     np.testing.assert_allclose(weights, [1.0])
     assert state.n_known == 2 and state.rule_ts == HOUR_MS
@@ -55,7 +55,7 @@ def test_multi_interest_keeps_two_separated_clusters_apart() -> None:
     for j in range(20):
         center = a if j % 2 == 0 else b
         rule.update(state, center + 0.1 * rng.normal(size=8), 1.0, j * 1000)
-    queries, weights = rule.queries(state)
+    queries, weights = rule.queries(state, 8)
     assert len(queries) == 2
     sims = queries @ np.stack([a, b]).T
     assert sorted(np.argmax(sims, axis=1).tolist()) == [0, 1]
@@ -72,7 +72,7 @@ def test_multi_interest_replaces_its_weakest_interest_when_full() -> None:
     rule.update(state, e[0], 2.0, 0)  # strong interest
     rule.update(state, e[1], 1.0, 0)  # weak interest
     rule.update(state, e[2], 1.5, 0)  # new: replaces the weak one
-    queries, _ = rule.queries(state)
+    queries, _ = rule.queries(state, 4)
     np.testing.assert_allclose(queries, [e[0], e[2]], atol=1e-6)
 
 
@@ -82,3 +82,29 @@ def test_make_rule_names_both_rules_and_refuses_others() -> None:
     assert make_rule("multi", interests=3, **common).max_queries == 3
     with pytest.raises(ValueError, match="unknown update rule 'lru'"):
         make_rule("lru", **common)
+
+
+def test_a_multi_interest_state_collapses_into_one_decayed_embedding() -> None:
+    common = {"half_life_s": 1e6, "half_life_events": 0.0, "action_weights": WEIGHTS}
+    multi = MultiInterest(interests=3, threshold=0.9, **common)
+    state = UserState()
+    e = np.eye(3)
+    multi.update(state, e[0], 1.0, 0)
+    multi.update(state, e[1], 2.0, 0)
+    DecayedEmbedding(**common).update(state, e[2], 1.0, 0)  # the rule was switched
+    np.testing.assert_allclose(state.vectors, [[1.0, 2.0, 1.0]], rtol=1e-6)
+    np.testing.assert_allclose(state.masses, [4.0], rtol=1e-6)
+
+
+def test_vectors_of_another_dimension_give_no_queries_and_restart_on_update() -> None:
+    rule, state = decayed(), UserState()
+    rule.update(state, np.ones(4), 1.0, 0)
+    assert rule.queries(state, 8)[0].shape == (0, 8)  # embeddings were re-trained
+    rule.update(state, np.eye(8)[0], 1.0, 0)
+    np.testing.assert_allclose(rule.queries(state, 8)[0], [np.eye(8)[0]])
+
+
+def test_zero_weight_actions_make_no_query() -> None:
+    rule, state = decayed(), UserState()
+    rule.update(state, np.ones(4), 0.0, 0)
+    assert len(rule.queries(state, 4)[0]) == 0
