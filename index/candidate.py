@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,21 @@ from streamrec.index.params import IndexParams
 from streamrec.index.segment import Progress, Segment
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexStats:
+    """Counters for operators (the worker exports them as metrics): how often searches needed
+    a second faiss call or the exact fallback, and what compaction costs."""
+
+    searches: int = 0
+    queries: int = 0
+    retries: int = 0
+    """Extra faiss calls for queries that came up short after filtering."""
+    exact_fallbacks: int = 0
+    """Queries answered by the exact scan because the ANN index ran out of candidates."""
+    compactions: int = 0
+    last_compaction_s: float = 0.0
 
 
 @dataclass
@@ -60,6 +76,7 @@ class CandidateIndex:
         self._lock = threading.RLock()
         self._journal: list[tuple[str, list[str], np.ndarray | None]] | None = None
         self._compactor: threading.Thread | None = None
+        self.stats = IndexStats()
 
     # --- description ---------------------------------------------------------------
     @property
@@ -109,7 +126,7 @@ class CandidateIndex:
         if exclude is not None and len(exclude) != len(q):
             raise ValueError(f"exclude has {len(exclude)} sets for {len(q)} queries")
         with self._lock:
-            return _search(self._seg, self._backend, self.params, q, k, exclude)
+            return _search(self._seg, self._backend, self.params, q, k, exclude, self.stats)
 
     def get_vectors(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors of ``ids`` (zeros where unknown) and a mask of which were found."""
@@ -209,6 +226,7 @@ class CandidateIndex:
             ids = seg.row_ids[rows].tolist()
             vectors = seg.vectors[rows]
             self._journal = []
+        started = time.perf_counter()
         try:
             fresh = Segment.build(self._backend, self.params, ids, vectors)
             with self._lock:
@@ -218,7 +236,14 @@ class CandidateIndex:
                     else:
                         fresh.delete(op_ids)
                 self._seg = fresh
-                log.info("index compacted: %d live items, %d dead rows dropped", len(ids), seg.dead)
+                self.stats.compactions += 1
+                self.stats.last_compaction_s = time.perf_counter() - started
+                log.info(
+                    "index compacted in %.1f s: %d live items, %d dead rows dropped",
+                    self.stats.last_compaction_s,
+                    len(ids),
+                    seg.dead,
+                )
         finally:
             with self._lock:
                 self._journal = None
@@ -231,8 +256,11 @@ def _search(
     q: np.ndarray,
     k: int,
     exclude: Sequence[Collection[str]] | None,
+    stats: IndexStats,
 ) -> SearchResult:
     n = len(q)
+    stats.searches += 1
+    stats.queries += n
     ex_rows = [_live_rows(seg, ex) for ex in exclude] if exclude is not None else [()] * n
     want = np.minimum(k, len(seg.pos) - np.array([len(r) for r in ex_rows], dtype=np.int64))
     stride = max(seg.rows, 1)
@@ -274,8 +302,10 @@ def _search(
             out_scores[qi] = dist[j, cols]
         for j in np.flatnonzero(~enough & exhausted):  # ANN ran dry: exact scan, always right
             qi = pending[j]
+            stats.exact_fallbacks += 1
             out_rows[qi], out_scores[qi] = _exact(seg, backend.metric, q[qi], want[qi], ex_rows[qi])
         pending = pending[~enough & ~exhausted]
+        stats.retries += len(pending)
         kq = min(seg.rows, kq * 2, backend.max_k)
 
     sign = -1.0 if backend.metric == "l2" else 1.0

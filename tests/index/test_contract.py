@@ -131,6 +131,7 @@ def test_exclusion_larger_than_the_ann_candidates_still_fills_k(build: Build, ca
     result = index.search(q, K, exclude=exclude)
     _assert_well_formed(result, K)
     assert not set(result.ids[0]) & exclude[0]
+    assert index.stats.retries + index.stats.exact_fallbacks > 0  # it took more than one pass
 
 
 def test_small_catalog_returns_everything_it_can(build: Build, flavour: Flavour) -> None:
@@ -198,6 +199,7 @@ def test_automatic_compaction_after_many_deletes(build: Build, catalog) -> None:
     index.delete(ids[:400])  # 400 dead >= max(100, 0.1 x 2600): compaction starts
     index.wait_for_compaction()
     assert index.tombstones == 0 and len(index) == len(ids) - 400
+    assert index.stats.compactions == 1 and index.stats.last_compaction_s > 0
     assert ids[0] not in index and ids[400] in index
 
 
