@@ -15,6 +15,7 @@ from streamrec.cli import index as index_cmd
 from streamrec.cli import kafka as kafka_cmd
 from streamrec.cli import settings as settings_cmd
 from streamrec.cli import stream as stream_cmd
+from streamrec.cli import train as train_cmd
 from streamrec.cli import worker as worker_cmd
 from streamrec.cli.common import console, fail
 from streamrec.config import Settings
@@ -46,6 +47,7 @@ app.add_typer(data_cmd.app, name="data")
 app.command("replay")(stream_cmd.replay)
 app.command("record")(stream_cmd.record)
 app.command("import")(stream_cmd.import_)
+app.command("train")(train_cmd.train)
 
 
 def main() -> None:

@@ -1,0 +1,71 @@
+"""The training run's configuration, cut from ``Settings`` (``--quick`` shrinks it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamrec.config import Settings
+from streamrec.models.distill import FitConfig
+from streamrec.models.embeddings import EmbeddingConfig
+from streamrec.models.student import StudentConfig
+from streamrec.models.teacher import TeacherConfig
+
+#: Candidates per event in the report's latency figures (the issue's yardstick).
+LATENCY_CANDIDATES = 200
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything one ``streamrec train`` run needs; see ``Settings.train_*``."""
+
+    seed: int
+    quick: bool
+    holdout_frac: float
+    examples: int
+    eval_events: int
+    label_horizon: int
+    seq_len: int
+    embedding: EmbeddingConfig
+    teacher: TeacherConfig
+    student: StudentConfig
+    fit: FitConfig
+    latency_runs: int
+    gate_quality: float
+    gate_speedup: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, quick: bool = False, seed: int | None = None):
+        """The run the settings describe; ``quick`` uses the ``train_quick_*`` sizes."""
+        seed = settings.train_seed if seed is None else seed
+        return cls(
+            seed=seed,
+            quick=quick,
+            holdout_frac=settings.train_holdout_frac,
+            examples=settings.train_quick_examples if quick else settings.train_examples,
+            eval_events=settings.train_quick_eval_events if quick else settings.train_eval_events,
+            label_horizon=settings.train_label_horizon,
+            seq_len=settings.train_seq_len,
+            embedding=EmbeddingConfig(
+                dim=settings.train_embedding_dim,
+                method=settings.train_embedding_method,
+                seed=seed,
+            ),
+            teacher=TeacherConfig(
+                hidden=settings.train_teacher_hidden, mlp=settings.train_teacher_mlp
+            ),
+            student=StudentConfig(hidden=settings.train_student_hidden),
+            fit=FitConfig(
+                epochs=settings.train_quick_epochs if quick else settings.train_epochs,
+                batch_groups=settings.train_batch_groups,
+                lr=settings.train_lr,
+                train_candidates=settings.train_candidates,
+                temperature=settings.train_temperature,
+                soft_weight=settings.train_soft_weight,
+                seed=seed,
+            ),
+            latency_runs=max(50, settings.train_latency_runs // 5)
+            if quick
+            else settings.train_latency_runs,
+            gate_quality=settings.train_gate_quality,
+            gate_speedup=settings.train_gate_speedup,
+        )

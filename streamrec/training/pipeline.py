@@ -1,0 +1,371 @@
+"""One ``streamrec train`` run, start to finish (see the package doc for the why).
+
+1. read the training file; hold out its last ``holdout_frac`` (by time) for the report;
+2. item embeddings on the learning part → ``item_vectors.npz`` and the ``index/``;
+3. replay the whole file through the engine core (retrieval order, no reranker), logging
+   ranking groups at sampled learning events and sampled held-out events;
+4. teacher on hard labels; student distilled from it; both keep their best validation epoch;
+5. export the student (fp32 + int8) and the teacher to ONNX, each parity-checked;
+6. offline quality on the held-out groups (the students through the real run-time
+   :class:`Scorer`), latency at 200 candidates, the gate → ``report.json``, ``manifest.json``.
+
+Seeded end to end: one compute thread, deterministic torch ops, seeded samplers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+from rich.progress import Progress
+from threadpoolctl import threadpool_limits
+
+from streamrec.config import Settings
+from streamrec.data.files import sha256_file, tracker
+from streamrec.index import CandidateIndex, build_index
+from streamrec.index.vectors import save_vectors
+from streamrec.models.distill import (
+    fit_student,
+    fit_teacher,
+    steps_per_fit,
+    teacher_scores,
+)
+from streamrec.models.embeddings import train_item_embeddings
+from streamrec.models.export import (
+    check_parity,
+    export_onnx,
+    onnx_session,
+    quantize_int8,
+    write_metadata,
+)
+from streamrec.models.metadata import ModelMetadata
+from streamrec.models.metrics import ndcg_hr_at_k, retrieval_order_scores
+from streamrec.models.ranking_data import RankingGroups
+from streamrec.models.scorer import Scorer
+from streamrec.models.student import Student
+from streamrec.models.teacher import Teacher
+from streamrec.streams.core.config import EngineConfig
+from streamrec.streams.core.engine import Engine
+from streamrec.streams.core.features import FEATURE_NAMES
+from streamrec.streams.core.loader import INDEX_DIR, rule_of
+from streamrec.streams.core.popular import Popular
+from streamrec.training.config import LATENCY_CANDIDATES, TrainingConfig
+from streamrec.training.examples import GroupRequest, replay_and_log
+from streamrec.training.latency import time_calls
+from streamrec.training.report import gate_checks
+from streamrec.training.stream import TrainingStream
+
+ITEM_VECTORS = "item_vectors.npz"
+RERANKER = "reranker.onnx"
+RERANKER_INT8 = "reranker.int8.onnx"
+TEACHER = "teacher.onnx"
+REPORT = "report.json"
+MANIFEST = "manifest.json"
+VALID_FRAC = 0.1  # latest share of the learning groups that picks each model's best epoch
+
+
+class TrainingError(RuntimeError):
+    """The training data cannot produce a reranker (too few usable events, ...)."""
+
+
+def make_deterministic(seed: int) -> None:
+    """One compute thread everywhere, deterministic torch kernels, seeded torch."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    faiss.omp_set_num_threads(1)
+
+
+def train(
+    events_path: Path,
+    out_dir: Path,
+    settings: Settings,
+    config: TrainingConfig,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run the whole pipeline; returns the report (also written to ``out_dir``)."""
+    # One BLAS/OpenMP thread: ALS's many small solves ran 6x slower with OpenBLAS's
+    # default pool on this shared 2-core machine (41 s vs 6 s on MovieLens-100k).
+    with threadpool_limits(limits=1):
+        return _train(events_path, out_dir, settings, config, progress)
+
+
+def _train(
+    events_path: Path,
+    out_dir: Path,
+    settings: Settings,
+    config: TrainingConfig,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    make_deterministic(config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    engine_config = EngineConfig.from_settings(settings)
+    rule = rule_of(engine_config)
+    clock: dict[str, float] = {}
+    started = time.perf_counter()
+
+    size = events_path.stat().st_size
+    data_sha = sha256_file(events_path, tracker(progress, "hashing events", size))
+    stream = TrainingStream.read(events_path, config.holdout_frac)
+    clock["read_s"] = time.perf_counter() - started
+
+    t0 = time.perf_counter()
+    item_ids, seqs, weights = stream.item_sequences(rule.weight)
+    vectors = train_item_embeddings(seqs, weights, len(item_ids), config.embedding)
+    save_vectors(out_dir / ITEM_VECTORS, item_ids, vectors)
+    index = build_index(item_ids, vectors, metric="ip", device="cpu", **settings.index_params)
+    index.save(out_dir / INDEX_DIR)
+    clock["embeddings_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    learn, held_out = _log_groups(stream, index, engine_config, item_ids, config, progress)
+    clock["replay_s"] = time.perf_counter() - t0
+    n_valid = max(1, int(len(learn) * VALID_FRAC))
+    train_groups = learn.subset(np.arange(len(learn) - n_valid))
+    valid_groups = learn.subset(np.arange(len(learn) - n_valid, len(learn)))
+    train_groups = train_groups.subset(_useful(train_groups))
+
+    t0 = time.perf_counter()
+    fit_steps = steps_per_fit(len(train_groups), config.fit)
+    teacher = fit_teacher(
+        train_groups,
+        valid_groups,
+        vectors,
+        config.teacher,
+        config.fit,
+        tracker(progress, "training teacher", fit_steps),
+    )
+    clock["teacher_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    soft = teacher_scores(teacher, train_groups, vectors)
+    student = fit_student(
+        train_groups,
+        valid_groups,
+        soft,
+        config.student,
+        config.fit,
+        tracker(progress, "distilling student", fit_steps),
+    )
+    clock["student_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    model_version = f"{data_sha[:12]}-s{config.seed}"
+    metadata = ModelMetadata(FEATURE_NAMES, model_version, data_sha)
+    probe = _probe(held_out if len(held_out) else learn, vectors)
+    parity = _export(out_dir, student, teacher, probe, metadata)
+    clock["export_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fp32 = Scorer.load(out_dir / RERANKER, FEATURE_NAMES, device="cpu")
+    int8 = Scorer.load(out_dir / RERANKER_INT8, FEATURE_NAMES, device="cpu")
+    quality = _quality(held_out, teacher, vectors, fp32, int8)
+    latency = _latency(probe, teacher, out_dir / TEACHER, fp32, int8, config, progress)
+    clock["evaluate_s"] = time.perf_counter() - t0
+
+    metrics = {f"{model}.{k}": v for model, q in quality.items() for k, v in q.items()}
+    metrics.update({f"latency.{m}.p99_ms": v["p99_ms"] for m, v in latency.items()})
+    final = ModelMetadata(FEATURE_NAMES, model_version, data_sha, metrics)
+    for name in (RERANKER, RERANKER_INT8):
+        write_metadata(out_dir / name, final)
+    checks = gate_checks(
+        quality, latency, min_quality=config.gate_quality, min_speedup=config.gate_speedup
+    )
+    clock["total_s"] = time.perf_counter() - started
+    report = {
+        "model_version": model_version,
+        "data": {
+            "events_file": str(events_path),
+            "sha256": data_sha,
+            "events": len(stream.events),
+            "learn_events": stream.split,
+            "holdout_events": len(stream.events) - stream.split,
+            "items_with_vectors": len(item_ids),
+        },
+        "groups": {
+            "train": len(train_groups),
+            "valid": len(valid_groups),
+            "eval": len(held_out),
+            "eval_next_item_retrieved": float(held_out.has_positive().mean())
+            if len(held_out)
+            else 0.0,
+        },
+        "quality": quality,
+        "latency_candidates": LATENCY_CANDIDATES,
+        "latency_ms": latency,
+        "parity_max_abs_diff": parity,
+        "gate": {
+            "passed": all(c.passed for c in checks),
+            "checks": [asdict(c) for c in checks],
+        },
+        "seconds": {k: round(v, 2) for k, v in clock.items()},
+        "config": _jsonable(asdict(config)),
+    }
+    (out_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    manifest = {
+        "model_version": model_version,
+        "feature_names": list(FEATURE_NAMES),
+        "embedding_dim": int(vectors.shape[1]),
+        "embedding_method": config.embedding.method,
+        "training_data_sha256": data_sha,
+        "items": len(item_ids),
+        "files": {
+            "item_vectors": ITEM_VECTORS,
+            "index": INDEX_DIR,
+            "reranker": RERANKER,
+            "reranker_int8": RERANKER_INT8,
+            "teacher": TEACHER,
+            "report": REPORT,
+        },
+        "engine": _jsonable(
+            {f.name: getattr(engine_config, f.name) for f in fields(engine_config)}
+        ),
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _log_groups(
+    stream: TrainingStream,
+    index: CandidateIndex,
+    engine_config: EngineConfig,
+    item_ids: list[str],
+    config: TrainingConfig,
+    progress: Progress | None,
+) -> tuple[RankingGroups, RankingGroups]:
+    """Replay everything through a fresh engine (retrieval order) and log both samples."""
+    rng = np.random.default_rng(config.seed)
+    n = len(stream.events)
+    learn_pos = np.sort(rng.choice(stream.split, min(config.examples, stream.split), replace=False))
+    held = n - stream.split
+    eval_pos = stream.split + np.sort(
+        rng.choice(held, min(config.eval_events, held), replace=False)
+    )
+    engine = Engine(
+        index,
+        None,
+        rule_of(engine_config),
+        Popular(engine_config.popular_half_life_s, engine_config.popular_top),
+        engine_config,
+        clock=lambda: 0,
+    )
+    learn, held_out = replay_and_log(
+        engine,
+        stream.events,
+        {item: row for row, item in enumerate(item_ids)},
+        [
+            GroupRequest(learn_pos, config.label_horizon, stream.split),
+            GroupRequest(eval_pos, 1, n),  # held out: the very next item only
+        ],
+        seq_len=config.seq_len,
+        candidates=engine_config.candidates,
+        advance=tracker(progress, "replaying through the engine", n),
+    )
+    if len(learn) < 20 or not learn.has_positive().any():
+        raise TrainingError(
+            f"only {len(learn)} personalized training events with "
+            f"{int(learn.has_positive().sum())} retrieved next items: too little to learn from"
+        )
+    return learn, held_out
+
+
+def _useful(groups: RankingGroups) -> np.ndarray:
+    """Training groups that carry a label (some next item was retrieved): the listwise
+    loss has nothing to learn from the others."""
+    return np.flatnonzero(groups.has_positive())
+
+
+def _probe(groups: RankingGroups, vectors: np.ndarray) -> dict[str, torch.Tensor]:
+    """Teacher inputs for one event padded to ``LATENCY_CANDIDATES`` (parity and latency)."""
+    row = int(np.argmax(groups.mask.sum(axis=1)))
+    take = np.resize(np.flatnonzero(groups.mask[row]), LATENCY_CANDIDATES)
+    table = torch.from_numpy(vectors)
+    return {
+        "features": torch.from_numpy(groups.features[row, take][None]),
+        "items": table[torch.from_numpy(groups.items[row, take])][None],
+        "seq": table[torch.from_numpy(groups.seq[row])][None],
+        "seq_weight": torch.from_numpy(groups.seq_weight[row][None]),
+    }
+
+
+def _export(
+    out_dir: Path,
+    student: Student,
+    teacher: Teacher,
+    probe: dict[str, torch.Tensor],
+    metadata: ModelMetadata,
+) -> dict[str, float]:
+    """Write the three ONNX files; the fp32 ones must pass the parity check."""
+    rows = {"features": probe["features"][0]}
+    export_onnx(student, rows, out_dir / RERANKER, metadata)
+    student_diff = check_parity(student, rows, out_dir / RERANKER)
+    quantize_int8(out_dir / RERANKER, out_dir / RERANKER_INT8, metadata)
+    export_onnx(teacher, probe, out_dir / TEACHER, dynamic_axes=Teacher.ONNX_AXES)
+    teacher_diff = check_parity(teacher, probe, out_dir / TEACHER)
+    return {"student_fp32": student_diff, "teacher": teacher_diff}
+
+
+def _quality(
+    groups: RankingGroups,
+    teacher: Teacher,
+    vectors: np.ndarray,
+    fp32: Scorer,
+    int8: Scorer,
+) -> dict[str, dict[str, float]]:
+    """NDCG@10 / HR@10 of each ranking of the held-out groups; students via ONNX Runtime."""
+    relevant, mask = groups.gains > 0, groups.mask
+    flat = groups.features.reshape(-1, groups.features.shape[2])
+    shape = mask.shape
+    scores = {
+        "retrieval": retrieval_order_scores(mask),
+        "teacher": teacher_scores(teacher, groups, vectors),
+        "student_fp32": fp32.score(flat).reshape(shape),
+        "student_int8": int8.score(flat).reshape(shape),
+    }
+    return {
+        name: {k: round(v, 5) for k, v in ndcg_hr_at_k(s, relevant, mask).items()}
+        for name, s in scores.items()
+    }
+
+
+def _latency(
+    probe: dict[str, torch.Tensor],
+    teacher: Teacher,
+    teacher_onnx: Path,
+    fp32: Scorer,
+    int8: Scorer,
+    config: TrainingConfig,
+    progress: Progress | None,
+) -> dict[str, dict[str, float]]:
+    """p50/p99 of one call over ``LATENCY_CANDIDATES`` candidates for each runtime."""
+    runs = config.latency_runs
+    advance = tracker(progress, "timing rerankers", 4 * runs)
+    feeds = {k: v.numpy() for k, v in probe.items()}
+    rows = feeds["features"][0]
+    session = onnx_session(teacher_onnx)
+
+    def torch_teacher() -> None:
+        with torch.inference_mode():
+            teacher(**probe)
+
+    calls = {
+        "teacher_pytorch": torch_teacher,
+        "teacher_onnx": lambda: session.run(None, feeds),
+        "student_fp32": lambda: fp32.score(rows),
+        "student_int8": lambda: int8.score(rows),
+    }
+    return {name: time_calls(call, runs, advance).as_dict() for name, call in calls.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    """Dataclass dicts with mapping proxies and tuples, as plain JSON values."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

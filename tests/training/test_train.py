@@ -1,0 +1,157 @@
+"""`streamrec train` end to end on a tiny seeded synthetic world: embeddings, index, teacher,
+distilled student, ONNX export with parity and metadata, the report, and the gate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamrec.index.vectors import load_vectors
+from streamrec.models.export import read_metadata
+from streamrec.models.scorer import Scorer
+from streamrec.streams.core.features import FEATURE_NAMES
+from streamrec.streams.core.loader import load_engine
+from streamrec.streams.core.state import UserState
+from streamrec.streams.recorded import read_events
+from typer.testing import CliRunner
+
+from streamrec.cli import app
+from streamrec.config import Settings
+from streamrec.data.synth import SynthConfig, generate
+from streamrec.training.config import TrainingConfig
+from streamrec.training.pipeline import train
+
+#: Small enough to train in seconds, large enough for retrieval to find next items.
+TINY = {
+    "train_quick_examples": 400,
+    "train_quick_eval_events": 200,
+    "train_quick_epochs": 2,
+    "train_latency_runs": 50,
+    "train_embedding_dim": 16,
+    "train_teacher_hidden": 16,
+    "train_teacher_mlp": 32,
+    "engine_candidates": 50,
+}
+
+
+@pytest.fixture(scope="module")
+def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("world") / "world.msgpack"
+    generate(SynthConfig(users=120, items=400, events=6000, seed=7, dim=16), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings(**TINY)
+
+
+@pytest.fixture(scope="module")
+def artifacts(
+    tmp_path_factory: pytest.TempPathFactory, events_file: Path, settings: Settings
+) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("artifacts")
+    report = train(events_file, out, settings, TrainingConfig.from_settings(settings, quick=True))
+    return out, report
+
+
+def test_writes_the_artifacts_layout(artifacts: tuple[Path, dict]) -> None:
+    out, _ = artifacts
+    for name in ("item_vectors.npz", "index", "reranker.onnx", "reranker.int8.onnx",
+                 "teacher.onnx", "report.json", "manifest.json"):  # fmt: skip
+        assert (out / name).exists(), name
+    ids, vectors = load_vectors(out / "item_vectors.npz")
+    assert vectors.shape == (len(ids), 16)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["feature_names"] == list(FEATURE_NAMES)
+    assert manifest["embedding_dim"] == 16
+
+
+def test_exported_student_loads_in_the_scorer_with_its_metadata(
+    artifacts: tuple[Path, dict], events_file: Path
+) -> None:
+    out, report = artifacts
+    sha = hashlib.sha256(events_file.read_bytes()).hexdigest()
+    for name in ("reranker.onnx", "reranker.int8.onnx"):
+        scorer = Scorer.load(out / name, FEATURE_NAMES, device="cpu")
+        assert scorer.model_version == report["model_version"]
+        assert scorer.metadata.training_data_sha256 == sha
+        assert scorer.metadata.metrics["student_fp32.ndcg@10"] == pytest.approx(
+            report["quality"]["student_fp32"]["ndcg@10"]
+        )
+        assert read_metadata(out / name) == scorer.metadata
+    assert report["parity_max_abs_diff"]["student_fp32"] <= 1e-4
+    assert report["parity_max_abs_diff"]["teacher"] <= 1e-4
+
+
+def test_report_has_every_row_and_the_gate(artifacts: tuple[Path, dict]) -> None:
+    out, report = artifacts
+    assert json.loads((out / "report.json").read_text()) == report
+    assert set(report["quality"]) == {"retrieval", "teacher", "student_fp32", "student_int8"}
+    for row in report["quality"].values():
+        assert 0.0 <= row["ndcg@10"] <= row["hr@10"] <= 1.0
+    assert set(report["latency_ms"]) == {
+        "teacher_pytorch", "teacher_onnx", "student_fp32", "student_int8",
+    }  # fmt: skip
+    assert report["groups"]["eval"] > 50
+    assert len(report["gate"]["checks"]) == 4
+    assert report["gate"]["passed"] == all(c["passed"] for c in report["gate"]["checks"])
+
+
+def test_the_engine_serves_from_the_artifacts(
+    artifacts: tuple[Path, dict], events_file: Path, settings: Settings
+) -> None:
+    out, report = artifacts
+    engine = load_engine(out, settings)
+    assert engine.model_version == report["model_version"]
+    events = list(read_events(events_file))[-50:]
+    states: dict[str, UserState] = {}
+    recs = engine.process(events, states)
+    assert len(recs) == len(events)
+    assert any(r.source == "personalized" and r.items for r in recs)
+
+
+def test_same_seed_gives_the_same_models(
+    tmp_path: Path, artifacts: tuple[Path, dict], events_file: Path, settings: Settings
+) -> None:
+    out, report = artifacts
+    again = train(
+        events_file, tmp_path, settings, TrainingConfig.from_settings(settings, quick=True)
+    )
+    assert again["quality"] == report["quality"]
+    np.testing.assert_array_equal(
+        load_vectors(tmp_path / "item_vectors.npz")[1], load_vectors(out / "item_vectors.npz")[1]
+    )
+    rows = np.random.default_rng(0).normal(size=(30, len(FEATURE_NAMES))).astype(np.float32)
+    np.testing.assert_array_equal(
+        Scorer.load(tmp_path / "reranker.onnx", FEATURE_NAMES).score(rows),
+        Scorer.load(out / "reranker.onnx", FEATURE_NAMES).score(rows),
+    )
+
+
+def test_cli_exits_non_zero_naming_the_missed_gate(
+    tmp_path: Path, events_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in TINY.items():
+        monkeypatch.setenv(f"STREAMREC_{key.upper()}", str(value))
+    monkeypatch.setenv("STREAMREC_TRAIN_GATE_SPEEDUP", "1000000")  # no model is that fast
+    result = CliRunner().invoke(
+        app, ["train", "--events", str(events_file), "--out", str(tmp_path), "--quick"]
+    )
+    assert result.exit_code == 1
+    assert "gate missed" in result.output
+    assert "need >= 1e+06x" in result.output
+    assert (tmp_path / "report.json").is_file()
+
+
+def test_cli_refuses_a_stream_too_short_to_split(tmp_path: Path) -> None:
+    tiny = tmp_path / "two.msgpack"
+    generate(SynthConfig(users=2, items=10, events=5, seed=1, dim=16), tiny)
+    result = CliRunner().invoke(
+        app, ["train", "--events", str(tiny), "--out", str(tmp_path / "out"), "--quick"]
+    )
+    assert result.exit_code == 1
+    assert "too few to hold out" in result.output
