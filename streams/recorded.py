@@ -8,7 +8,6 @@ so replay, import and evaluation can keep it in a reject file and go on.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any, BinaryIO
 
 import msgpack
 import zstandard
-
 from streamrec.streams.wire import (
     DEFAULT_MAX_EVENT_BYTES,
     Event,
@@ -59,55 +57,138 @@ class Record:
 def _open_read(path: Path) -> BinaryIO:
     raw = path.open("rb")
     if is_compressed(path):
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
+        # read_across_frames: a file of several zstd frames (e.g. concatenated recordings)
+        # is one stream, not just its first frame.
+        return zstandard.ZstdDecompressor().stream_reader(
+            raw, read_across_frames=True, closefd=True
+        )
     return raw
 
 
-class _CountingReader:
-    """Counts the bytes msgpack pulls from a stream, to size a truncated last record."""
+def _unpacker() -> msgpack.Unpacker:
+    # strict_map_key=False: a map with int keys is a well-framed bad record (reported as a
+    # missing field), not a reason to give up on the rest of the file.
+    return msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=0)
+
+
+def _frame_length(data: memoryview) -> int | None:
+    """Byte length of the one msgpack value at the start of ``data``, found without decoding
+    it (no UTF-8, no map keys), or None when ``data`` ends inside it.
+
+    Raises ``ValueError``/``msgpack.UnpackException`` when the bytes are not msgpack framing
+    at all (then nothing after them can be found).
+    """
+    probe = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=0)
+    probe.feed(data)
+    try:
+        probe.skip()
+    except msgpack.OutOfData:
+        return None
+    return probe.tell()
+
+
+class _Window:
+    """The bytes of a stream from the current record on, read in chunks.
+
+    ``base`` is the stream offset of ``buf[0]``; bytes before the current record are
+    dropped on each read, so memory stays at one chunk plus one record.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self.consumed = 0
+        self.stream = stream
+        self.buf = bytearray()
+        self.base = 0
+        self.eof = False
+        self.corrupt: str | None = None  # set when the zstd stream itself is damaged
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n)
-        self.consumed += len(data)
-        return data
+    @property
+    def end(self) -> int:
+        """Stream offset just past the bytes read so far."""
+        return self.base + len(self.buf)
+
+    def view(self, start: int, stop: int | None = None) -> memoryview:
+        """The bytes from stream offset ``start`` (to ``stop``) without copying."""
+        return memoryview(self.buf)[start - self.base : None if stop is None else stop - self.base]
+
+    def read_more(self, keep_from: int) -> bool:
+        """Read one more chunk, dropping bytes before ``keep_from``; False at the end of the
+        stream or when it is corrupt."""
+        if self.eof or self.corrupt:
+            return False
+        del self.buf[: keep_from - self.base]
+        self.base = keep_from
+        try:
+            chunk = self.stream.read(_CHUNK)
+        except zstandard.ZstdError as exc:
+            self.corrupt = f"corrupt zstd data ({exc})"
+            return False
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf.extend(chunk)
+        return True
 
 
 def read_records(path: Path | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Iterator[Record]:
-    """Yield every record of a recorded stream, valid or not, with its position.
+    """Yield every record of a recorded stream, valid or not, with its position and bytes.
 
-    An undecodable byte sequence cannot be skipped (msgpack has no record framing), so
-    after reporting it, or a truncated final record, the iteration ends.
+    ``raw`` is the record's exact bytes in the file (replay sends them as they are). A
+    well-framed record that does not decode (bad UTF-8, unhashable map keys) is reported
+    and skipped. Bytes that are not msgpack framing, a record larger than the read buffer
+    or a corrupt zstd stream are reported as the last record, since msgpack has no marks to
+    find the next record by. Memory stays bounded by the read chunk plus one record.
     """
     path = Path(path)
+    limit = max(4 * _CHUNK, 2 * max_bytes)  # the largest record the reader buffers
     with _open_read(path) as stream:
-        counter = _CountingReader(stream)
-        unpacker = msgpack.Unpacker(counter, raw=False, strict_map_key=False, read_size=_CHUNK,
-                                    max_buffer_size=max(4 * _CHUNK, 2 * max_bytes))
+        window = _Window(stream)
+        unpacker = _unpacker()
+        ubase = 0  # stream offset where `unpacker` started
         index = 0
-        offset = 0
+        offset = 0  # stream offset of the current record
         while True:
             try:
                 obj = unpacker.unpack()
             except msgpack.OutOfData:
-                left = counter.consumed - offset
-                if left:
+                fed = window.end
+                if window.read_more(offset):
+                    unpacker.feed(window.view(fed))
+                    if window.end - offset > limit:
+                        yield _unreadable(index, offset, Reason.OVERSIZE,
+                                          f"record exceeds {limit} bytes")  # fmt: skip
+                        return
+                    continue
+                if window.corrupt:
+                    yield _unreadable(index, offset, Reason.NOT_MSGPACK, window.corrupt)
+                elif window.end > offset:
+                    left = window.end - offset
                     error = InvalidRecord(
                         Reason.TRUNCATED, f"file ends inside a record ({left} bytes left)"
                     )
-                    yield Record(index, offset, None, error, b"")
+                    yield Record(index, offset, None, error, bytes(window.view(offset)))
                 return
-            except (ValueError, msgpack.UnpackException) as exc:
-                error = InvalidRecord(
-                    Reason.NOT_MSGPACK, f"cannot decode ({str(exc) or type(exc).__name__}); the rest of the file is unreadable"
-                )
-                yield Record(index, offset, None, error, b"")
-                return
-            end = unpacker.tell()
-            raw = pack(obj)
+            except (ValueError, TypeError, msgpack.UnpackException) as exc:
+                # It does not decode; if it is still framed, skip it and go on after it.
+                detail = f"cannot decode ({str(exc) or type(exc).__name__})"
+                try:
+                    while (length := _frame_length(window.view(offset))) is None:
+                        if not window.read_more(offset):
+                            break
+                except (ValueError, msgpack.UnpackException):
+                    length = None
+                if length is None:
+                    yield _unreadable(index, offset, Reason.NOT_MSGPACK, window.corrupt or detail)
+                    return
+                end = offset + length
+                error = InvalidRecord(Reason.NOT_MSGPACK, detail)
+                yield Record(index, offset, None, error, bytes(window.view(offset, end)))
+                index += 1
+                offset = ubase = end
+                unpacker = _unpacker()  # the old one lost its place inside the bad record
+                unpacker.feed(window.view(offset))
+                continue
+            end = ubase + unpacker.tell()
+            raw = bytes(window.view(offset, end))
             try:
                 if end - offset > max_bytes:
                     raise InvalidRecord(
@@ -118,6 +199,12 @@ def read_records(path: Path | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> 
                 yield Record(index, offset, None, error, raw)
             index += 1
             offset = end
+
+
+def _unreadable(index: int, offset: int, reason: Reason, detail: str) -> Record:
+    """The last record of a file whose remainder cannot be read."""
+    error = InvalidRecord(reason, f"{detail}; the rest of the file is unreadable")
+    return Record(index, offset, None, error, b"")
 
 
 def read_events(path: Path | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Iterator[Event]:
@@ -142,12 +229,13 @@ class RecordedWriter:
     def __init__(self, path: Path | str, *, level: int = 3) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("wb")
+        self._file: BinaryIO
         self._out: BinaryIO
         if is_compressed(self.path):
-            self._out = zstandard.ZstdCompressor(level=level).stream_writer(self._file)  # type: ignore[assignment]
+            self._file = self.path.open("wb")
+            self._out = zstandard.ZstdCompressor(level=level).stream_writer(self._file)
         else:
-            self._out = io.BufferedWriter(self._file, buffer_size=_CHUNK)  # type: ignore[arg-type]
+            self._file = self._out = self.path.open("wb", buffering=_CHUNK)
         self.count = 0
 
     def write(self, event: Event) -> None:
@@ -185,7 +273,10 @@ class RecordedWriter:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 

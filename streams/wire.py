@@ -91,8 +91,10 @@ class Recommendation:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_map(self) -> dict[str, Any]:
-        """The msgpack map of this recommendation."""
+        """The msgpack map of this recommendation; ``extra`` adds fields but never replaces
+        one of the schema's."""
         return {
+            **self.extra,
             "user_id": self.user_id,
             "items": list(self.items),
             "scores": [float(s) for s in self.scores],
@@ -101,7 +103,6 @@ class Recommendation:
             "emitted_ts": self.emitted_ts,
             "model_version": self.model_version,
             "source": self.source,
-            **self.extra,
         }
 
 
@@ -116,16 +117,23 @@ def pack(obj: Any) -> bytes:
 
 def unpack(data: bytes) -> Any:
     """Decode exactly one msgpack value, or raise :class:`InvalidRecord` saying why not."""
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True)
+    # strict_map_key=False: a map with non-string keys is valid msgpack and gets its precise
+    # reason (a missing field) from the validator; records are size-bounded, so no hash-DoS.
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
     unpacker.feed(data)
     try:
         obj = unpacker.unpack()
     except msgpack.OutOfData:
         if not data:
             raise InvalidRecord(Reason.TRUNCATED, "empty record") from None
-        raise InvalidRecord(Reason.TRUNCATED, f"msgpack value ends early ({len(data)} bytes)") from None
-    except (ValueError, msgpack.UnpackException) as exc:  # FormatError, StackError, bad UTF-8
-        raise InvalidRecord(Reason.NOT_MSGPACK, f"cannot decode: {str(exc) or type(exc).__name__}") from None
+        raise InvalidRecord(
+            Reason.TRUNCATED, f"msgpack value ends early ({len(data)} bytes)"
+        ) from None
+    # FormatError, StackError, bad UTF-8; TypeError for an unhashable (array or map) map key
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise InvalidRecord(
+            Reason.NOT_MSGPACK, f"cannot decode: {str(exc) or type(exc).__name__}"
+        ) from None
     if unpacker.tell() != len(data):
         raise InvalidRecord(
             Reason.NOT_MSGPACK, f"{len(data) - unpacker.tell()} trailing bytes after one value"
@@ -172,9 +180,13 @@ def event_from_map(obj: Any) -> Event:
                 Reason.WRONG_TYPE, f"field 'weight' must be a number, got {type(weight).__name__}"
             )
         if not math.isfinite(weight) or weight < 0:
-            raise InvalidRecord(Reason.BAD_VALUE, f"field 'weight' must be finite and >= 0 ({weight})")
+            raise InvalidRecord(
+                Reason.BAD_VALUE, f"field 'weight' must be finite and >= 0 ({weight})"
+            )
         weight = float(weight)
-    return Event(obj["event_id"], obj["user_id"], obj["item_id"], obj["action"], ts, surface, weight)
+    return Event(
+        obj["event_id"], obj["user_id"], obj["item_id"], obj["action"], ts, surface, weight
+    )
 
 
 def decode_event(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
