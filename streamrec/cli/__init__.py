@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from streamrec.cli import data as data_cmd
+from streamrec.cli import evaluate as evaluate_cmd
 from streamrec.cli import index as index_cmd
 from streamrec.cli import kafka as kafka_cmd
 from streamrec.cli import settings as settings_cmd
@@ -48,6 +49,7 @@ app.command("replay")(stream_cmd.replay)
 app.command("record")(stream_cmd.record)
 app.command("import")(stream_cmd.import_)
 app.command("train")(train_cmd.train)
+app.command("evaluate")(evaluate_cmd.evaluate)
 
 
 def main() -> None:
