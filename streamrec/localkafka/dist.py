@@ -9,8 +9,11 @@ registry every developer machine and CI already reaches. The jars land in
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import subprocess
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -36,6 +39,19 @@ def require_tool(name: str) -> str:
     if path is None:
         raise LocalKafkaError(f"`{name}` not found on PATH: install {_INSTALL_HINTS[name]}")
     return path
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (created if missing) across processes, so two
+    commands or test sessions never assemble, format or start the same broker at once."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def template(name: str) -> str:
@@ -71,7 +87,14 @@ def assemble(home: Path, kafka_version: str) -> Path:
     if is_assembled(home):
         return libs
     mvn = require_tool("mvn")
-    home.mkdir(parents=True, exist_ok=True)
+    with locked(home):
+        if not is_assembled(home):  # another process may have finished it meanwhile
+            _download(mvn, home, kafka_version)
+    return libs
+
+
+def _download(mvn: str, home: Path, kafka_version: str) -> None:
+    libs = libs_dir(home)
     pom = home / "pom.xml"
     pom.write_text(render_pom(kafka_version), encoding="utf-8")
     staging = home / "libs.partial"
@@ -92,4 +115,3 @@ def assemble(home: Path, kafka_version: str) -> Path:
     (staging / ".complete").write_text(kafka_version, encoding="utf-8")
     shutil.rmtree(libs, ignore_errors=True)
     staging.rename(libs)
-    return libs

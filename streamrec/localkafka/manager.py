@@ -28,7 +28,14 @@ from pathlib import Path
 from string import Template
 
 from streamrec.config import Settings
-from streamrec.localkafka.dist import LocalKafkaError, assemble, libs_dir, require_tool, template
+from streamrec.localkafka.dist import (
+    LocalKafkaError,
+    assemble,
+    libs_dir,
+    locked,
+    require_tool,
+    template,
+)
 
 #: Seconds ``stop`` waits for a clean shutdown before it kills the broker.
 STOP_TIMEOUT_S = 60.0
@@ -182,12 +189,16 @@ class LocalKafka:
         """
         if self.external:
             return self.status()
+        java = require_tool("java")
+        with locked(self.run_dir):
+            return self._start(java, on_step)
+
+    def _start(self, java: str, on_step: Callable[[str], None]) -> KafkaStatus:
         pid = self.pid()
         if pid is not None:
             return KafkaStatus(
                 True, self.bootstrap, False, pid, self.log_file, self.data_dir, already_running=True
             )
-        java = require_tool("java")
         for port in (self.settings.kafka_port, self.controller_port):
             if not _port_free(port):
                 raise LocalKafkaError(
@@ -213,6 +224,10 @@ class LocalKafka:
         """
         if self.external:
             return self.status()
+        with locked(self.run_dir):
+            return self._stop()
+
+    def _stop(self) -> KafkaStatus:
         pid = self.pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
@@ -291,7 +306,7 @@ class LocalKafka:
             if cluster_answers(self.bootstrap, 2.0):
                 return
             time.sleep(0.2)
-        self.stop()
+        self._stop()
         raise LocalKafkaError(
             f"the broker did not answer within {self.settings.kafka_start_timeout_s:g} s and was "
             f"stopped (log: {self.log_file})"
