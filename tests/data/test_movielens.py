@@ -14,16 +14,26 @@ from streamrec.data.movielens import VARIANTS, convert, parse_ratings, to_events
 
 
 def _check_converted(out: Path, events: int, users: int, items: int) -> None:
-    read = list(read_events(out))
-    assert len(read) == events
-    assert len({e.user_id for e in read}) == users
-    assert len({e.item_id for e in read}) == items
-    assert all(a.ts <= b.ts for a, b in zip(read, read[1:], strict=False))
-    assert len({e.event_id for e in read}) == events
+    """Read the stream back (streaming) and check counts, order, ids and the manifest."""
+    user_ids: set[str] = set()
+    item_ids: set[str] = set()
+    event_ids: set[str] = set()
+    saves = count = 0
+    first_ts = last_ts = -1
+    for event in read_events(out):
+        assert event.ts >= last_ts
+        first_ts = event.ts if count == 0 else first_ts
+        last_ts = event.ts
+        user_ids.add(event.user_id)
+        item_ids.add(event.item_id)
+        event_ids.add(event.event_id)
+        saves += event.action == "save"
+        count += 1
+    assert (count, len(user_ids), len(item_ids), len(event_ids)) == (events, users, items, events)
     manifest = json.loads(companion(out, ".manifest.json").read_text())
     assert (manifest["events"], manifest["users"], manifest["items"]) == (events, users, items)
-    assert manifest["saves"] == sum(e.action == "save" for e in read)
-    assert manifest["ts_min"] == read[0].ts and manifest["ts_max"] == read[-1].ts
+    assert manifest["saves"] == saves
+    assert (manifest["ts_min"], manifest["ts_max"]) == (first_ts, last_ts)
     assert manifest["output"]["sha256"] == sha256_file(out)
 
 
