@@ -290,6 +290,13 @@ class Settings(BaseSettings):
         description="Largest catalog the item-kNN baseline accepts (its co-occurrence matrix is "
         "dense, N² float32).",
     )
+    eval_warmup_half_lives: float = Field(
+        20.0,
+        gt=0,
+        description="Engine warm-up replays every event of users in the held-out stream, plus "
+        "everyone's events of this many popularity half-lives before its end (older events of "
+        "other users change nothing the evaluation reads but popularity below 2^-N).",
+    )
     eval_window_events: int = Field(
         5000, ge=10, description="Sliding window (events) of the metric-over-the-stream plot."
     )

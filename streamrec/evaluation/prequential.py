@@ -219,14 +219,17 @@ def replay(
     track: Callable[[int], bool] | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> Replay:
-    """Warm up (apply only), then replay ``test`` test-then-train through every system.
+    """Warm up (apply only, nothing scored), then replay ``test`` test-then-train through
+    every system.
 
     ``track(user)`` selects users whose emitted lists are kept (for drift analysis);
     ``advance(n)`` is told of each processed batch (progress bars).
     """
     current: list[dict[int, np.ndarray]] = [{} for _ in systems]
     if warmup is not None and len(warmup):
-        last = ~warmup.has_next()
+        # the list a user has when the held-out stream starts: emitted after their last
+        # warm-up event (only users who act again in the held-out stream need one)
+        last = ~warmup.has_next() & np.isin(warmup.users, test.users)
         for start, stop in warmup.micro_batches(max_batch):
             batch = history.apply(warmup, start, stop)
             for system, cur in zip(systems, current, strict=True):

@@ -18,7 +18,7 @@ from streamrec.config import Settings
 from streamrec.evaluation import baselines as bl
 from streamrec.evaluation.drift import Adaptation, DriftTruth, adaptation, tracked_users
 from streamrec.evaluation.prequential import History, Replay, Stream, System, Vocab, replay
-from streamrec.evaluation.variants import EngineSystem, Variant, load_variant
+from streamrec.evaluation.variants import EngineSystem, Variant, load_variant, warmup_filter
 from streamrec.index.vectors import load_vectors
 from streamrec.streams.recorded import read_events
 
@@ -114,7 +114,15 @@ def evaluate(
             "provider": getattr(engine.scorer, "provider", "none"),
             "index": f"{engine.index.kind}/{engine.index.device}",
         }
-        systems.append(EngineSystem(variant.name, engine, items, k))
+        keep = None
+        if warmup is not None and len(warmup):
+            keep = warmup_filter(
+                test.users,
+                int(warmup.ts[-1]),
+                engine.config.popular_half_life_s,
+                settings.eval_warmup_half_lives,
+            )
+        systems.append(EngineSystem(variant.name, engine, items, k, warmup_keep=keep))
         kinds[variant.name] = "engine"
 
     truth = DriftTruth.load(options.drift_world, items) if options.drift_world else None

@@ -1,0 +1,48 @@
+"""A small clustered world for end-to-end evaluation tests: real FAISS index, real engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamrec.index import build_index
+from streamrec.index.vectors import save_vectors
+from streamrec.streams.recorded import write_events
+from streamrec.streams.wire import Event
+
+N_ITEMS, DIM, CLUSTERS, USERS = 120, 16, 4, 40
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Artifacts (item_vectors.npz + index/, no reranker) and a warm-up/test split of a
+    stream where each user mostly stays in one cluster and switches cluster half-way."""
+    root = tmp_path_factory.mktemp("eval-world")
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((CLUSTERS, DIM))
+    label = np.arange(N_ITEMS) % CLUSTERS
+    vectors = centres[label] + 0.4 * rng.standard_normal((N_ITEMS, DIM))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    ids = [f"i{i}" for i in range(N_ITEMS)]
+    artifacts = root / "artifacts"
+    save_vectors(artifacts / "item_vectors.npz", ids, vectors)
+    build_index(ids, vectors, kind="flat", device="cpu").save(artifacts / "index")
+    events = []
+    n_events = 3000
+    for n in range(n_events):
+        user = int(rng.integers(0, USERS))
+        cluster = (user + (n >= n_events // 2)) % CLUSTERS
+        pool = np.flatnonzero(label == cluster)
+        item = int(rng.choice(pool)) if rng.random() < 0.85 else int(rng.integers(0, N_ITEMS))
+        action = "save" if rng.random() < 0.3 else "click"
+        events.append(Event(f"e{n}", f"u{user}", ids[item], action, 1_000_000 + 60_000 * n))
+    write_events(root / "warm.msgpack", events[:1800])
+    write_events(root / "test.msgpack", events[1800:])
+    return {
+        "artifacts": artifacts,
+        "warmup": root / "warm.msgpack",
+        "test": root / "test.msgpack",
+        "root": root,
+    }
