@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
+
 from streamrec.index import SearchResult
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.features import UserContext, build_features
@@ -398,12 +399,11 @@ class Engine:
         emitted = self.clock()
         recs = []
         for c in candidate_sets:
-            scores = reranked.get(id(c))
-            if scores is None:
-                order = np.arange(min(k, len(c.ids)))
-                scores = c.scores
+            rescored = reranked.get(id(c))
+            if rescored is None:
+                order, scores = np.arange(min(k, len(c.ids))), c.scores
             else:
-                order = np.argsort(-scores, kind="stable")[:k]
+                order, scores = np.argsort(-rescored, kind="stable")[:k], rescored
             recs.append(
                 Recommendation(
                     user_id=c.event.user_id,

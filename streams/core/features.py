@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from streamrec.streams.core.rules import UpdateRule, unit
 from streamrec.streams.core.state import UserState
 
@@ -76,7 +77,7 @@ class UserContext:
 def _padded(flat: np.ndarray, counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of ``flat`` ([sum(counts), …], grouped by owner) as ``[B, width, …]`` plus the
     ``[B, width]`` mask of real rows."""
-    mask = np.arange(width)[None, :] < counts[:, None]
+    mask: np.ndarray = np.arange(width)[None, :] < counts[:, None]
     if len(flat) == len(counts) * width:  # every owner has ``width`` rows: a free reshape
         return flat.reshape(len(counts), width, *flat.shape[1:]), mask
     out = np.zeros((len(counts), width, *flat.shape[1:]), dtype=flat.dtype)
@@ -85,9 +86,10 @@ def _padded(flat: np.ndarray, counts: np.ndarray, width: int) -> tuple[np.ndarra
 
 
 def _masked_max(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Max over the last axis where ``mask`` holds, 0 where nothing does."""
-    out = np.max(values, axis=-1, where=mask, initial=-np.inf)
-    return np.where(np.isfinite(out), out, 0.0)
+    """``[B, R, N]`` values, ``[B, R]`` mask: the max over R where the mask holds, else 0."""
+    bias = np.where(mask, 0.0, -np.inf).astype(values.dtype)[..., None]
+    out = (values + bias).max(axis=1)
+    return np.where(np.any(mask, axis=1)[:, None], out, 0.0)
 
 
 def build_features(
@@ -103,7 +105,7 @@ def build_features(
     Rows follow ``candidates`` flattened in order (all of user 0's, then user 1's, …), as do
     ``candidate_vectors`` (``[T, d]``, zeros for unknown items) and ``popularity`` (decayed
     counts). ``recent_vectors``/``recent_found`` hold the vectors of every user's
-    ``recent_items`` flattened the same way. One padded ``[B, N, d] @ [B, d, M+R]`` product
+    ``recent_items`` flattened the same way. One padded ``[B, M+R, d] @ [B, d, N]`` product
     gives every candidate's inner product with its user's M queries and R unit recent-item
     vectors at once (the latter divided by the item's norm give cosines).
     """
@@ -133,31 +135,41 @@ def build_features(
     recent_mask[recent_mask] = np.asarray(recent_found, dtype=bool)
     keys[:, n_queries:] = recent
 
-    padded, cand_mask = _padded(cand, counts, int(counts.max()))
-    products = (padded @ keys.transpose(0, 2, 1))[cand_mask]  # [T, M+R] inner products
-    owner = np.repeat(np.arange(len(users)), counts)
+    width = int(counts.max())
+    padded, cand_mask = _padded(cand, counts, width)
+    # [B, M+R, N]: reductions over the user's keys then run across contiguous rows of N.
+    products = keys @ padded.transpose(0, 2, 1)
+    inv_norms = 1.0 / np.maximum(_padded(norms, counts, width)[0], 1e-12)
 
     # Retrieval score: the best query's inner product with the item, and that query's weight.
-    query_mask = (query_weights > 0)[owner]
-    dots = np.where(query_mask, products[:, :n_queries], -np.inf)
-    best = dots.argmax(axis=1)
-    has_query = query_mask.any(axis=1)
-    rows = np.arange(total)
+    has_query: np.ndarray = query_weights > 0
+    no_query_bias = np.where(has_query, 0.0, -np.inf).astype(np.float32)
+    dots = products[:, :n_queries] + no_query_bias[..., None]
+    best = dots.argmax(axis=1)  # [B, N]
+    any_query = np.any(has_query, axis=1)[:, None]
+    best_dot = np.take_along_axis(dots, best[:, None, :], axis=1)[:, 0]
+    best_weight = np.take_along_axis(query_weights, best, axis=1)
 
-    # Similarity to the user's last actions (newest first).
-    rsims = products[:, n_queries:] / np.maximum(norms, 1e-12)[:, None]
-    rmask = recent_mask[owner]
-    seen_count = rmask.sum(axis=1)
+    # Cosine to the user's last actions (newest first); missing ones have zero keys.
+    cosines = products[:, n_queries:] * inv_norms[:, None, :]  # [B, R, N]
+    n_seen = recent_mask.sum(axis=1)[:, None]
 
+    pair = np.stack(
+        [
+            np.where(any_query, best_dot, 0.0),
+            np.broadcast_to(np.log1p(np.arange(width, dtype=np.float32)), best.shape),
+            np.where(any_query, best_weight, 0.0),
+            _masked_max(cosines, recent_mask),
+            cosines.sum(axis=1) / np.maximum(n_seen, 1),
+            cosines[:, 0],
+            _masked_max(cosines, recent_mask & saves),
+        ],
+        axis=-1,
+    )[cand_mask]  # [T, 7]
     out = np.empty((total, len(FEATURE_NAMES)), dtype=np.float32)
-    out[:, 0] = np.where(has_query, dots[rows, best], 0.0)
-    out[:, 1] = np.log1p(rows - np.repeat(np.cumsum(counts) - counts, counts))
-    out[:, 2] = np.where(has_query, query_weights[owner, best], 0.0)
+    out[:, 0:3] = pair[:, 0:3]
     out[:, 3] = norms
-    out[:, 4] = _masked_max(rsims, rmask)
-    out[:, 5] = np.sum(rsims, axis=1, where=rmask) / np.maximum(seen_count, 1)
-    out[:, 6] = np.where(rmask[:, 0], rsims[:, 0], 0.0)
-    out[:, 7] = _masked_max(rsims, rmask & saves[owner])
+    out[:, 4:8] = pair[:, 3:7]
     out[:, 8] = np.log1p(np.asarray(popularity, dtype=np.float64))
     out[:, 9:] = np.array(
         [
@@ -172,5 +184,5 @@ def build_features(
             for u in users
         ],
         dtype=np.float32,
-    )[owner]
+    )[np.repeat(np.arange(len(users)), counts)]
     return out

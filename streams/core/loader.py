@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import faiss
+
+from streamrec.config import Settings
 from streamrec.index import load_index
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.rules import UpdateRule, make_rule
-
-from streamrec.config import Settings
 
 INDEX_DIR = "index"
 

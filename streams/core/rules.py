@@ -22,9 +22,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 import numpy as np
+
 from streamrec.streams.core.state import UserState
 
 _EPS = 1e-12
+_ONE = np.ones(1, dtype=np.float32)
+_ONE.flags.writeable = False
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -91,9 +94,12 @@ class UpdateRule(ABC):
     def queries(self, state: UserState, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """Unit query vectors ``[m, dim]`` float32, strongest first, and their weights ``[m]``
         (summing to 1); ``m == 0`` for a user with no (weighted) vectors of this dimension."""
-        masses = np.asarray(state.masses, dtype=np.float64)
-        if not state.vectors or len(state.vectors[0]) != dim or not (masses > 0).any():
+        if not state.vectors or len(state.vectors[0]) != dim or max(state.masses) <= 0:
             return np.zeros((0, dim), np.float32), np.zeros(0, np.float32)
+        if len(state.vectors) == 1:  # the decayed rule's only vector: skip the sorting
+            vector = np.array(state.vectors, dtype=np.float32)
+            return vector / max(float(np.sqrt(vector[0] @ vector[0])), _EPS), _ONE
+        masses = np.asarray(state.masses, dtype=np.float64)
         order = np.argsort(-masses, kind="stable")
         order = order[masses[order] > 0]
         vectors = unit(np.asarray(state.vectors, dtype=np.float64)[order])
@@ -168,13 +174,18 @@ def make_rule(
     threshold: float = 0.5,
 ) -> UpdateRule:
     """The update rule called ``name`` (``decayed`` or ``multi``)."""
-    common = {
-        "half_life_s": half_life_s,
-        "half_life_events": half_life_events,
-        "action_weights": action_weights,
-    }
     if name == "decayed":
-        return DecayedEmbedding(**common)
+        return DecayedEmbedding(
+            half_life_s=half_life_s,
+            half_life_events=half_life_events,
+            action_weights=action_weights,
+        )
     if name == "multi":
-        return MultiInterest(interests=interests, threshold=threshold, **common)
+        return MultiInterest(
+            interests=interests,
+            threshold=threshold,
+            half_life_s=half_life_s,
+            half_life_events=half_life_events,
+            action_weights=action_weights,
+        )
     raise ValueError(f"unknown update rule {name!r} (known: decayed, multi)")

@@ -54,6 +54,8 @@ class UserState:
 
     def is_applied(self, event: Event) -> bool:
         """Whether this event was already applied (so applying it again must be skipped)."""
+        if event.ts > self.last_ts:  # newer than every applied event: the common case
+            return False
         if event.ts <= self.applied_floor_ts:
             return True
         return any(event_id == event.event_id for event_id, _ in self.applied)
@@ -85,7 +87,9 @@ class UserState:
     @property
     def exclude(self) -> set[str]:
         """Items never to recommend back to this user: the seen items and the recent ring."""
-        return {*self.seen, *(item for item, _, _ in self.recent)}
+        exclude = set(self.seen)
+        exclude.update([item for item, _, _ in self.recent])
+        return exclude
 
     def to_map(self) -> dict[str, Any]:
         """The msgpack-friendly map of this state (plain lists, ints and floats)."""

@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+
 from streamrec.index import CandidateIndex, build_index
+from streamrec.models.scorer import Scorer
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
@@ -53,7 +56,7 @@ def make_engine(index: CandidateIndex) -> Callable[..., Engine]:
     """``make_engine(scorer=None, **config_fields)``: an engine over the test index with a
     fixed clock (emitted_ts = 42), so outputs are comparable across runs."""
 
-    def make(scorer=None, **fields) -> Engine:  # type: ignore[no-untyped-def]
+    def make(scorer: Scorer | None = None, **fields: Any) -> Engine:
         config = dataclasses.replace(EngineConfig(candidates=50, k=10), **fields)
         popular = Popular(config.popular_half_life_s, config.popular_top)
         return Engine(index, scorer, rule_of(config), popular, config, clock=lambda: 42)

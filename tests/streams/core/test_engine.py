@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+
 from streamrec.index import CandidateIndex, SearchResult
 from streamrec.models.scorer import Scorer
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.state import UserState
-from streamrec.streams.wire import Event
+from streamrec.streams.wire import Event, Recommendation
+
+Catalog = Any  # conftest.Catalog: ids, vectors, clusters, in_cluster(c)
 
 MakeEngine = Callable[..., Engine]
 MakeStream = Callable[..., list[Event]]
 
 
-def run(engine: Engine, events: Sequence[Event], states: dict[str, UserState], batch: int = 16):  # type: ignore[no-untyped-def]
+def run(
+    engine: Engine, events: Sequence[Event], states: dict[str, UserState], batch: int = 16
+) -> list[Recommendation]:
     recs = []
     for start in range(0, len(events), batch):
         recs += engine.process(events[start : start + batch], states)
@@ -53,7 +59,7 @@ def test_never_recommends_an_item_the_user_already_interacted_with(
 
 def test_personalized_recommendations_follow_the_users_cluster(
     make_engine: MakeEngine,
-    catalog,  # type: ignore[no-untyped-def]
+    catalog: Catalog,
 ) -> None:
     members = catalog.in_cluster(3)
     events = [Event(f"e{j}", "u", members[j], "click", 1000 * j) for j in range(5)]
@@ -144,7 +150,9 @@ class CountingIndex:
     def __contains__(self, item_id: object) -> bool:
         return item_id in self.index
 
-    def search(self, queries: np.ndarray, k: int, exclude=None) -> SearchResult:  # type: ignore[no-untyped-def]
+    def search(
+        self, queries: np.ndarray, k: int, exclude: Sequence[set[str]] | None = None
+    ) -> SearchResult:
         self.searches.append(len(queries))
         return self.index.search(queries, k, exclude)
 
@@ -167,7 +175,7 @@ def test_one_search_per_batch_with_every_interest_as_a_query(
 
 def test_deleted_items_are_never_served_and_upserted_ones_can_be(
     make_engine: MakeEngine,
-    catalog,  # type: ignore[no-untyped-def]
+    catalog: Catalog,
 ) -> None:
     engine = make_engine(cold_threshold=1)
     members = catalog.in_cluster(2)

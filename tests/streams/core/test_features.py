@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from streamrec.index import CandidateIndex
 from streamrec.streams.core.features import FEATURE_NAMES, UserContext, build_features
 from streamrec.streams.core.rules import DecayedEmbedding
@@ -38,7 +39,9 @@ def features_of(
     return build_features(users, candidates, vectors[:n], vectors[n:], found[n:], popularity)
 
 
-def contexts_and_candidates(index: CandidateIndex):  # type: ignore[no-untyped-def]
+def contexts_and_candidates(
+    index: CandidateIndex,
+) -> tuple[list[UserContext], list[list[str]]]:
     a = user_with(index, ["item0", "item6", "item12"], ["click", "save", "click"])
     b = user_with(index, ["item1"], ["click"])
     users = [UserContext.of(s, RULE, dim=index.dim, recent=10, cold_threshold=1) for s in (a, b)]

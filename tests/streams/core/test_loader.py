@@ -6,12 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from streamrec.config import Settings
 from streamrec.index import CandidateIndex
 from streamrec.streams.core.loader import load_engine
 from streamrec.streams.core.rules import MultiInterest
 from streamrec.streams.wire import Event
-
-from streamrec.config import Settings
 
 
 def artifacts(tmp_path: Path, index: CandidateIndex, reranker: Path | None) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from streamrec.streams.core.popular import Popular
 
 HOUR_MS = 3_600_000

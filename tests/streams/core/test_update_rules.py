@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from streamrec.streams.core.rules import DecayedEmbedding, MultiInterest, make_rule
 from streamrec.streams.core.state import UserState
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgpack
+
 from streamrec.streams.core.state import UserState
 from streamrec.streams.wire import Event
 
