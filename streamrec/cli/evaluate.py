@@ -53,6 +53,12 @@ def evaluate(
             ".items.npz give the interest switches: adds the drift-adaptation analysis.",
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Processes to spread the systems over (same results, faster on cores)."
+        ),
+    ] = 1,
 ) -> None:
     """Replay TEST_FILE test-then-train through the engine and the baselines.
 
@@ -102,7 +108,13 @@ def evaluate(
 
         try:
             result = run_evaluation(
-                test_file, artifacts, settings, options, warmup_path=warmup, progress=track
+                test_file,
+                artifacts,
+                settings,
+                options,
+                warmup_path=warmup,
+                progress=track,
+                jobs=jobs,
             )
         except (FileNotFoundError, ValueError) as exc:
             fail(str(exc))

@@ -7,17 +7,28 @@ directly. Everything is deterministic for the same files, artifacts and settings
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from streamrec.config import Settings
 from streamrec.evaluation import baselines as bl
 from streamrec.evaluation.drift import Adaptation, DriftTruth, adaptation, tracked_users
-from streamrec.evaluation.prequential import History, Replay, Stream, System, Vocab, replay
+from streamrec.evaluation.prequential import (
+    History,
+    Outcome,
+    Replay,
+    Stream,
+    System,
+    Vocab,
+    replay,
+)
 from streamrec.evaluation.variants import EngineSystem, Variant, load_variant, warmup_filter
 from streamrec.index.vectors import load_vectors
 from streamrec.streams.recorded import read_events
@@ -58,42 +69,62 @@ class Evaluation:
         return h.hexdigest()
 
 
-def _read(path: Path) -> list:
-    return list(read_events(path))
+@dataclass
+class _Inputs:
+    """The streams and catalog, indexed the same way in every process (deterministic)."""
+
+    test: Stream
+    warmup: Stream | None
+    users: Vocab
+    items: Vocab
+    vectors: np.ndarray  # per item index (zeros outside the catalog)
+    catalog_size: int
 
 
-def evaluate(
-    test_path: Path,
-    artifacts: Path,
-    settings: Settings,
-    options: EvalOptions,
-    *,
-    warmup_path: Path | None = None,
-    progress: Callable[[str, int], Callable[[int], None]] | None = None,
-) -> Evaluation:
-    """Replay ``test_path`` (after warming up on ``warmup_path``) through the baselines and
-    engine variants; ``progress(label, total)`` returns an ``advance(n)`` callback."""
-    started = time.perf_counter()
+def _load(test_path: Path, warmup_path: Path | None, artifacts: Path) -> _Inputs:
     vectors_path = artifacts / ITEM_VECTORS
     if not vectors_path.is_file():
-        raise FileNotFoundError(
-            f"{vectors_path}: not an artifacts directory (run `streamrec train`)"
-        )
+        raise FileNotFoundError(f"{vectors_path}: missing (run `streamrec train` first)")
     catalog_ids, catalog_vectors = load_vectors(vectors_path)
     items, users = Vocab(catalog_ids), Vocab()
-    warmup = Stream.encode(_read(warmup_path), users, items) if warmup_path else None
-    test = Stream.encode(_read(test_path), users, items)
+    warmup = Stream.encode(list(read_events(warmup_path)), users, items) if warmup_path else None
+    test = Stream.encode(list(read_events(test_path)), users, items)
     if not len(test):
         raise ValueError(f"{test_path}: no events to evaluate")
     vectors = np.zeros((len(items), catalog_vectors.shape[1]), dtype=np.float32)
     vectors[: len(catalog_ids)] = catalog_vectors
+    return _Inputs(test, warmup, users, items, vectors, len(catalog_ids))
 
+
+@dataclass
+class _GroupResult:
+    """What one replay of a group of systems hands back (picklable across processes)."""
+
+    outcomes: dict[str, Outcome]
+    history_length: np.ndarray
+    batches: int
+    kinds: dict[str, str]
+    skipped: dict[str, str]
+    engine_info: dict[str, dict[str, str]]
+
+
+def _replay_group(
+    inputs: _Inputs,
+    artifacts: Path,
+    settings: Settings,
+    options: EvalOptions,
+    advance: Callable[[int], None] | None,
+) -> _GroupResult:
+    """Build this group's systems and replay the streams through them."""
+    test, warmup, users, items = inputs.test, inputs.warmup, inputs.users, inputs.items
     history = History()
     k = max(options.ks)
     systems: list[System] = []
     kinds: dict[str, str] = {}
     for name in options.baselines:
-        systems.append(_baseline(name, history, len(items), len(users), k, vectors, settings))
+        systems.append(
+            _baseline(name, history, len(items), len(users), k, inputs.vectors, settings)
+        )
         kinds[name] = "baseline"
     skipped: dict[str, str] = {}
     engine_info: dict[str, dict[str, str]] = {}
@@ -124,12 +155,8 @@ def evaluate(
             )
         systems.append(EngineSystem(variant.name, engine, items, k, warmup_keep=keep))
         kinds[variant.name] = "engine"
-
     truth = DriftTruth.load(options.drift_world, items) if options.drift_world else None
     track_set = tracked_users(truth, users) if truth else set()
-    loaded = time.perf_counter()
-    total = len(test) + (len(warmup) if warmup is not None else 0)
-    advance = progress("replaying", total) if progress else None
     result = replay(
         systems,
         test,
@@ -142,14 +169,88 @@ def evaluate(
         track=track_set.__contains__ if track_set else None,
         advance=advance,
     )
+    return _GroupResult(
+        result.outcomes, result.history_length, result.batches, kinds, skipped, engine_info
+    )
+
+
+def _worker(
+    paths: tuple[Path, Path | None, Path],
+    settings: Settings,
+    options: EvalOptions,
+    queue: Any,
+) -> _GroupResult:
+    """Process-pool entry: load the inputs and replay one group, reporting progress."""
+    test_path, warmup_path, artifacts = paths
+    inputs = _load(test_path, warmup_path, artifacts)
+    return _replay_group(inputs, artifacts, settings, options, queue.put)
+
+
+def _groups(options: EvalOptions, jobs: int) -> list[EvalOptions]:
+    """Split the systems over ``jobs`` groups: the baselines together (cheap), engine
+    variants spread round-robin, multi-interest ones (several queries per event) first."""
+    variants = sorted(options.variants, key=lambda v: v.rule != "multi")
+    groups: list[list[Variant]] = [[] for _ in range(jobs)]
+    for n, variant in enumerate(variants):
+        groups[n % jobs].append(variant)
+    out = [replace(options, variants=tuple(g), baselines=()) for g in groups if g]
+    if options.baselines:
+        if out:
+            out[-1] = replace(out[-1], baselines=options.baselines)
+        else:
+            out = [replace(options, variants=())]
+    return out
+
+
+def evaluate(
+    test_path: Path,
+    artifacts: Path,
+    settings: Settings,
+    options: EvalOptions,
+    *,
+    warmup_path: Path | None = None,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    jobs: int = 1,
+) -> Evaluation:
+    """Replay ``test_path`` (after warming up on ``warmup_path``) through the baselines and
+    engine variants; ``progress(label, total)`` returns an ``advance(n)`` callback.
+
+    With ``jobs > 1`` the systems are split over that many processes (each replays the
+    same streams; results are identical to one process, only faster on several cores).
+    """
+    started = time.perf_counter()
+    inputs = _load(test_path, warmup_path, artifacts)
+    loaded = time.perf_counter()
+    per_replay = len(inputs.test) + (len(inputs.warmup) if inputs.warmup is not None else 0)
+    groups = _groups(options, max(1, jobs))
+    if len(groups) <= 1:
+        advance = progress("replaying", per_replay) if progress else None
+        results = [_replay_group(inputs, artifacts, settings, options, advance)]
+    else:
+        results = _parallel(
+            groups, (test_path, warmup_path, artifacts), settings, per_replay, progress
+        )
     replayed = time.perf_counter()
-    drift = adaptation(result, truth, share=settings.eval_drift_share) if truth else None
+    order = [*options.baselines, *(v.name for v in options.variants)]
+    merged = {n: o for r in results for n, o in r.outcomes.items()}
+    kinds = {n: k for r in results for n, k in r.kinds.items()}
+    outcomes = {n: merged[n] for n in order if n in merged}
+    replay_result = Replay(
+        inputs.test,
+        results[0].history_length,
+        outcomes,
+        inputs.users,
+        inputs.items,
+        results[0].batches,
+    )
+    truth = DriftTruth.load(options.drift_world, inputs.items) if options.drift_world else None
+    drift = adaptation(replay_result, truth, share=settings.eval_drift_share) if truth else None
     return Evaluation(
-        replay=result,
+        replay=replay_result,
         options=options,
-        kinds=kinds,
-        skipped=skipped,
-        catalog_size=len(catalog_ids),
+        kinds={n: kinds[n] for n in outcomes},
+        skipped={n: why for r in results for n, why in r.skipped.items()},
+        catalog_size=inputs.catalog_size,
         seconds={
             "load": loaded - started,
             "replay": replayed - loaded,
@@ -159,12 +260,40 @@ def evaluate(
             "test": str(test_path),
             "warmup": str(warmup_path) if warmup_path else "",
             "artifacts": str(artifacts),
-            "test_events": str(len(test)),
-            "warmup_events": str(len(warmup) if warmup is not None else 0),
+            "test_events": str(len(inputs.test)),
+            "warmup_events": str(len(inputs.warmup) if inputs.warmup is not None else 0),
+            "jobs": str(len(groups)),
         },
         drift=drift,
-        engine_info=engine_info,
+        engine_info={n: i for r in results for n, i in r.engine_info.items()},
     )
+
+
+def _parallel(
+    groups: list[EvalOptions],
+    paths: tuple[Path, Path | None, Path],
+    settings: Settings,
+    per_replay: int,
+    progress: Callable[[str, int], Callable[[int], None]] | None,
+) -> list[_GroupResult]:
+    """Replay each group in its own (spawned) process; progress arrives through a queue."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(len(groups), mp_context=context) as pool:
+        queue = manager.Queue()
+        futures = [pool.submit(_worker, paths, settings, g, queue) for g in groups]
+        advance = (
+            progress(f"replaying ({len(groups)} processes)", per_replay * len(groups))
+            if progress
+            else None
+        )
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2)
+            while not queue.empty():
+                n = queue.get()
+                if advance is not None:
+                    advance(n)
+        return [f.result() for f in futures]
 
 
 def _baseline(

@@ -102,3 +102,17 @@ def test_write_report_roundtrips_json(world, tmp_path: Path) -> None:  # type: i
 def test_variant_parse_errors(bad: str) -> None:
     with pytest.raises(ValueError):
         Variant.parse(bad)
+
+
+def test_parallel_processes_give_the_same_results_as_one(world) -> None:  # type: ignore[no-untyped-def]
+    options = EvalOptions(
+        ks=(10,), variants=(Variant("decayed", "none"), Variant("multi", "none")),
+        baselines=("popular", "itemknn"),
+    )  # fmt: skip
+    one = evaluate(world["test"], world["artifacts"], Settings(), options,
+                   warmup_path=world["warmup"])  # fmt: skip
+    two = evaluate(world["test"], world["artifacts"], Settings(), options,
+                   warmup_path=world["warmup"], jobs=2)  # fmt: skip
+    assert two.inputs["jobs"] == "2"
+    assert list(two.replay.outcomes) == list(one.replay.outcomes)
+    assert two.digest == one.digest
