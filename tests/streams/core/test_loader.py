@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from streamrec.config import Settings
@@ -43,3 +44,24 @@ def test_without_a_reranker_the_engine_serves_retrieval_order(
 def test_missing_index_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no index/ directory"):
         load_engine(tmp_path, Settings())
+
+
+@pytest.mark.gpu
+def test_gpu_engine_serves_what_the_cpu_engine_serves(
+    tmp_path: Path, index: CandidateIndex, reranker_onnx: Path
+) -> None:
+    import faiss
+    import onnxruntime as ort
+
+    if faiss.get_num_gpus() == 0 or "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no GPU for faiss and onnxruntime on this machine")
+    artifacts(tmp_path, index, reranker_onnx)
+    events = [Event(f"e{j}", "u", f"item{6 * j}", "click", 1000 * j) for j in range(5)]
+    cpu = load_engine(tmp_path, Settings(engine_device="cpu")).process(events, {})
+    gpu_engine = load_engine(tmp_path, Settings(engine_device="gpu"))
+    assert gpu_engine.index.device == "gpu"
+    assert gpu_engine.scorer is not None and gpu_engine.scorer.provider == "CUDAExecutionProvider"
+    gpu = gpu_engine.process(events, {})
+    for c, g in zip(cpu, gpu, strict=True):
+        assert c.items == g.items
+        np.testing.assert_allclose(c.scores, g.scores, rtol=1e-4, atol=1e-4)
