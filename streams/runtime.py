@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import faust
 from faust.streams import _current_event
 from faust.types import TP, EventT
+
+from streamrec.config import Settings
 from streamrec.streams.codec import MSGPACK
 from streamrec.streams.dlq import DeadLetters
 from streamrec.streams.metrics import Metrics
-
-from streamrec.config import Settings
 
 if TYPE_CHECKING:
     from streamrec.streams.core.engine import Engine
@@ -84,22 +84,27 @@ class Runtime:
         self.dead_letters = DeadLetters(
             self.dlq_topic, self.worker_name, lambda reason: self.metrics.dlq.labels(reason).inc()
         )
-        table_schema = faust.Schema(key_type=str, key_serializer=RAW, value_serializer=MSGPACK)
         #: user_id -> UserState.to_map(); RocksDB + changelog, co-partitioned with events.
-        self.user_state = app.Table(
-            "user_state",
-            partitions=s.partitions,
-            schema=table_schema,
-            help="Per-user state: recent actions, embedding(s), counters, applied event ids.",
+        self.user_state = self._table(
+            "user_state", "Per-user state: recent actions, embedding(s), counters, applied ids."
         )
         #: user_id -> latest Recommendation.to_map(), read by GET /recommendations.
-        self.recs = app.Table(
-            "recs",
-            partitions=s.partitions,
-            schema=table_schema,
-            help="Latest recommendations per user, served over HTTP.",
-        )
+        self.recs = self._table("recs", "Latest recommendations per user, served over HTTP.")
         self.metrics.watch_lag(self.consumer_lag)
+
+    def _table(self, name: str, help: str) -> faust.Table:
+        """A table keyed by the raw UTF-8 user id, with msgpack values.
+
+        Raw keys matter: ``table_route`` finds a key's owner by hashing the key as the
+        changelog topic serializes it, which must be the bytes the events producers hash
+        (the UTF-8 user id), or HTTP reads go to a worker that does not hold the user. Faust
+        derives the changelog topic's serializers from the key and value *types* when the
+        table is made: ``bytes`` keys give raw. Values are sent with the table's value
+        serializer, set to msgpack before the app starts.
+        """
+        table = self.app.Table(name, key_type=bytes, partitions=self.settings.partitions, help=help)
+        table.value_serializer = MSGPACK
+        return table
 
     # --- the engine ----------------------------------------------------------------
     def _load_from_artifacts(self) -> Engine:

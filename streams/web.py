@@ -23,6 +23,7 @@ from typing import Any
 
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
+
 from streamrec.streams.runtime import Runtime
 from streamrec.streams.wire import InvalidRecord, Reason, decode_event, pack
 

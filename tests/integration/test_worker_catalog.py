@@ -1,0 +1,74 @@
+"""Done-means 5 of the worker (issue 6): the live catalog on topic ``items``.
+
+An item deleted via ``items`` never appears in recommendations emitted after the worker
+applied the delete; an upserted item can appear.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import worker_support
+from streamrec.index import load_index
+from streamrec.streams.items import encode_delete, encode_upsert
+from worker_support import Topics, first_events, produce, produce_events, read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+new_worker = worker_support.new_worker  # the fixture, shared with the other worker tests
+
+
+@pytest.fixture
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return worker_support.session_artifacts(tmp_path_factory.getbasetemp())
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_deleted_item_is_never_recommended_after_the_delete_and_upserted_one_can_be(
+    kafka_bootstrap, make_topic, new_worker, artifacts
+):
+    data, art = artifacts
+    events = first_events(data, 6_000)
+    before, after = events[:3_000], events[3_000:]
+    topics = Topics.make(make_topic, partitions=4)
+    # Every retrieved candidate is returned (k = candidates), so retrieval decides.
+    worker = new_worker(topics, art, engine_k="50", engine_candidates="50").start()
+    worker.wait_ready()
+
+    produce_events(kafka_bootstrap, topics.events, before)
+    recs = read_topic(kafka_bootstrap, topics.recommendations, lambda v: len(v) >= len(before))
+    counts = Counter(item for r in recs for item in r["items"])
+    target, times = counts.most_common(1)[0]
+    assert times > 100  # a staple of the recommendations so far
+
+    index = load_index(art / "index", device="cpu")
+    vectors, found = index.get_vectors([target])
+    assert found.all()
+    new_item = "new-item-1"
+    produce(
+        kafka_bootstrap,
+        topics.items,
+        [
+            (target.encode(), encode_delete(target)),
+            (new_item.encode(), encode_upsert(new_item, (3.0 * vectors[0]).tolist())),
+        ],
+    )
+    wait_for(lambda: worker.metric("streamrec_catalog_changes_total") >= 2)
+
+    produce_events(kafka_bootstrap, topics.events, after)
+    later_ids = {e.event_id for e in after}
+    recs = read_topic(kafka_bootstrap, topics.recommendations, lambda v: len(v) >= len(events))
+    later = [r for r in recs if r["event_id"] in later_ids]
+    assert len(later) == len(after)
+    assert not [r["event_id"] for r in later if target in r["items"]]
+    assert any(new_item in r["items"] for r in later)
+    assert worker.metric("streamrec_catalog_items") == len(index)  # one out, one in

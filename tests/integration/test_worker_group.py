@@ -1,0 +1,121 @@
+"""Done-means 2 and 3 of the worker (issue 6): several workers, and crashes.
+
+2. Two workers in one group: every user's recommendations are readable through either
+   worker's HTTP port (``table_route`` forwards to the key's owner).
+3. ``kill -9`` a worker in the middle of a replay and restart it: its final user state
+   (the latest value per key of its ``user_state`` changelog) equals the state of an
+   uninterrupted worker that read the same stream — nothing lost, nothing applied twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+import worker_support
+from worker_support import (
+    Topics,
+    changelog_states,
+    first_events,
+    produce_events,
+    read_topic,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+new_worker = worker_support.new_worker  # the fixture, shared with the other worker tests
+
+
+@pytest.fixture
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return worker_support.session_artifacts(tmp_path_factory.getbasetemp())
+
+
+def served_items(worker: worker_support.Worker, user: str, k: int, timeout: float = 30.0):
+    """The items ``worker`` serves for ``user``, retrying while a rebalance settles."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = worker.get(f"/recommendations/{user}", k=k)
+            if response.status_code == 200:
+                return response.json()["items"]
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, f"{worker.url}: no answer for {user}"
+        time.sleep(0.5)
+
+
+def test_two_workers_serve_every_users_recommendations_through_either_port(
+    kafka_bootstrap, make_topic, new_worker, artifacts
+):
+    data, art = artifacts
+    events = first_events(data, 3_000)
+    topics = Topics.make(make_topic, partitions=4)
+    first = new_worker(topics, art).start()
+    second = new_worker(topics, art, app_id=first.app_id).start()
+    first.wait_ready()
+    second.wait_ready()
+
+    produce_events(kafka_bootstrap, topics.events, events)
+    ids = {e.event_id for e in events}
+    recs = read_topic(
+        kafka_bootstrap, topics.recommendations, lambda v: ids <= {r["event_id"] for r in v}
+    )
+    assert ids <= {r["event_id"] for r in recs}
+    # Both took a share of the partitions.
+    assert first.metric("streamrec_events_processed_total") > 0
+    assert second.metric("streamrec_events_processed_total") > 0
+
+    latest = {r["user_id"]: r["items"] for r in recs}
+    for user, items in sorted(latest.items()):
+        assert served_items(first, user, len(items)) == items, user
+        assert served_items(second, user, len(items)) == items, user
+
+
+def test_worker_killed_mid_replay_ends_with_the_state_of_an_uninterrupted_run(
+    kafka_bootstrap, make_topic, new_worker, artifacts
+):
+    data, art = artifacts
+    events = first_events(data, 8_000)
+    reference_topics = Topics.make(make_topic, partitions=4)
+    victim_topics = Topics.make(make_topic, partitions=4, events=reference_topics.events)
+    reference = new_worker(reference_topics, art).start()
+    victim = new_worker(victim_topics, art).start()
+    reference.wait_ready()
+    victim.wait_ready()
+
+    # Replay at a steady pace so the kill lands mid-stream, with work in flight.
+    def replay() -> None:
+        for start in range(0, len(events), 250):
+            produce_events(kafka_bootstrap, reference_topics.events, events[start : start + 250])
+            time.sleep(0.1)
+
+    producer = threading.Thread(target=replay)
+    producer.start()
+    deadline = time.monotonic() + 60
+    while victim.metric("streamrec_events_processed_total") < len(events) // 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    victim.kill9()
+    victim.start()
+    producer.join()
+    victim.wait_ready(timeout=120)
+
+    ids = {e.event_id for e in events}
+    for topics in (reference_topics, victim_topics):
+        recs = read_topic(
+            kafka_bootstrap, topics.recommendations, lambda v: ids <= {r["event_id"] for r in v}
+        )
+        assert ids <= {r["event_id"] for r in recs}
+
+    expected = changelog_states(kafka_bootstrap, reference.app_id)
+    recovered = changelog_states(kafka_bootstrap, victim.app_id)
+    per_user = Counter(e.user_id for e in events)
+    assert {u: s["n_events"] for u, s in expected.items()} == dict(per_user)
+    assert recovered.keys() == expected.keys()
+    for user in expected:
+        assert recovered[user] == expected[user], user
