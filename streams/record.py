@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+
+from streamrec.config import Settings
 from streamrec.streams.recorded import RecordedWriter
 from streamrec.streams.rejects import RejectFile
 from streamrec.streams.wire import InvalidRecord, decode_event
-
-from streamrec.config import Settings
 
 
 class TopicNotFound(LookupError):

@@ -21,11 +21,11 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner.default import DefaultPartitioner, murmur2
 from kafka.producer.future import FutureRecordMetadata
+
+from streamrec.config import Settings
 from streamrec.streams.pacing import Pacer
 from streamrec.streams.recorded import Record
 from streamrec.streams.rejects import RejectFile
-
-from streamrec.config import Settings
 
 #: Reject reason of a valid event the broker refused.
 DELIVERY_FAILED = "delivery_failed"

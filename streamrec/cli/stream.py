@@ -141,7 +141,8 @@ def replay(
         finally:
             reject_file.close()
             close_producer(producer)
-        progress.update(task, completed=size, count=stats.sent, rate=stats.rate)
+        done = stats.last_offset if stats.interrupted or aborted or stats.error else size
+        progress.update(task, completed=done, count=stats.sent, rate=stats.rate)
     console.print(
         f"sent {stats.sent:,} · rejected {stats.rejected:,} · failed {stats.failed:,} · "
         f"unknown {stats.unknown:,} · elapsed {stats.elapsed_s:.1f} s · "

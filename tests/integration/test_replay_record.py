@@ -13,14 +13,14 @@ import msgpack
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
-from streamrec.streams.record import Recorder, make_consumer
-from streamrec.streams.recorded import RecordedWriter, read_events, read_records
-from streamrec.streams.rejects import RejectFile
-from streamrec.streams.wire import Event, encode_event, pack
 from typer.testing import CliRunner
 
 from streamrec.cli import app
 from streamrec.config import Settings
+from streamrec.streams.record import Recorder, make_consumer
+from streamrec.streams.recorded import RecordedWriter, read_events, read_records
+from streamrec.streams.rejects import RejectFile
+from streamrec.streams.wire import Event, encode_event, pack
 
 pytestmark = pytest.mark.integration
 

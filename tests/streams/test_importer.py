@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from streamrec.cli import app
 from streamrec.streams.importer import (
     ActionRule,
     Mapping,
@@ -16,16 +19,13 @@ from streamrec.streams.importer import (
 )
 from streamrec.streams.recorded import read_events
 from streamrec.streams.wire import Event
-from typer.testing import CliRunner
-
-from streamrec.cli import app
 
 MOVIELENS_MAPS = ["user_id=userId", "item_id=movieId", "ts=timestamp"]
 
 
-def movielens_mapping(**kwargs) -> Mapping:  # type: ignore[no-untyped-def]
+def movielens_mapping() -> Mapping:
     return Mapping.parse(
-        MOVIELENS_MAPS, ts_unit="s", action_from="rating>=4:save,click", id_prefix="ml:", **kwargs
+        MOVIELENS_MAPS, ts_unit="s", action_from="rating>=4:save,click", id_prefix="ml:"
     )
 
 

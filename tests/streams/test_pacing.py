@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from streamrec.streams.pacing import AsFastAsPossible, Pacer, Rate, Speed
+
+from streamrec.streams.pacing import AsFastAsPossible, Pace, Pacer, Rate, Speed
 
 
 class FakeClock:
@@ -34,8 +35,8 @@ def send_times(
     return out
 
 
-def pacer_on(clock: FakeClock, pace, **kwargs) -> Pacer:  # type: ignore[no-untyped-def]
-    return Pacer(pace, clock=clock, sleep=clock.sleep, **kwargs)
+def pacer_on(clock: FakeClock, pace: Pace, min_sleep_s: float = 0.001) -> Pacer:
+    return Pacer(pace, clock=clock, sleep=clock.sleep, min_sleep_s=min_sleep_s)
 
 
 def test_speed_one_keeps_the_files_inter_arrival_times() -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner as AioDefaultPartitioner
 from kafka.partitioner.default import DefaultPartitioner
-from streamrec.streams.replay import KeyHashCache, producer_config
 
 from streamrec.config import Settings
+from streamrec.streams.replay import KeyHashCache, producer_config
 
 
 class Metadata:
