@@ -11,8 +11,9 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.consumer.fetcher import ConsumerRecord
 from typer.testing import CliRunner
 
 from streamrec.cli import app
@@ -53,6 +54,21 @@ def record_all(settings: Settings, topic: str, out: Path) -> list[bytes]:
     code, output = cli(settings, "record", topic, str(out), "--from-beginning", "--to-end")
     assert code == 0, output
     return [r.raw for r in read_records(out) if r.event is not None]
+
+
+def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord]:
+    """Every message now in ``topic`` (with keys and partitions), read up to the end offsets."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    ends = consumer.end_offsets(partitions)
+    messages: list[ConsumerRecord] = []
+    while any(consumer.position(tp) < end for tp, end in ends.items()):
+        for batch in consumer.poll(timeout_ms=1000).values():
+            messages.extend(batch)
+    consumer.close()
+    return messages
 
 
 def by_user(values: list[bytes]) -> dict[str, list[bytes]]:
@@ -127,14 +143,7 @@ def test_bad_records_are_rejected_at_their_exact_position_and_good_ones_delivere
     assert all(r["raw"] for r in rejects if r["reason"] != "truncated")
 
     # Every good record is in Kafka, once, keyed by its user id, per user in file order.
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=kafka_settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5_000,
-    )
-    messages = list(consumer)
-    consumer.close()
+    messages = read_topic(kafka_settings, topic)
     assert Counter(m.value for m in messages) == Counter(good)
     assert all(m.key.decode() == msgpack.unpackb(m.value)["user_id"] for m in messages)
     partitions_of_user: dict[bytes, set[int]] = defaultdict(set)
