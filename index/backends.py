@@ -18,6 +18,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+
 from streamrec.index.params import DEVICES, KINDS, METRICS, IndexParams
 
 GPU_KINDS = ("flat", "ivf")
@@ -49,9 +50,12 @@ class Backend:
         return GPU_MAX_K if self.device == "gpu" else 2**62
 
     @property
-    def supports_selector(self) -> bool:
-        """CPU indexes filter tombstones with an ``IDSelector``; GPU ones over-fetch instead."""
-        return self.device == "cpu"
+    def prefers_selector(self) -> bool:
+        """Skip tombstones with an ``IDSelector`` (CPU HNSW/IVF) or by over-fetching (GPU, which
+        takes no selector, and CPU flat, where a selector turns off BLAS). Measured at 100k x 64
+        with 20% dead rows, batch 64, CPU ms/query: flat 1.37 selector vs 0.40 over-fetch;
+        HNSW 0.33 vs 0.43; IVF 0.085 vs 0.113."""
+        return self.device == "cpu" and self.kind != "flat"
 
 
 def resolve(kind: str, metric: str, device: str, n_items: int, params: IndexParams) -> Backend:

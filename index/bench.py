@@ -16,6 +16,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+
 from streamrec.index.candidate import build_index
 from streamrec.index.synthetic import clustered_catalog, queries_near
 

@@ -44,8 +44,8 @@ class IndexParams:
     """Rebuild in a background thread (searches go on) instead of inside the mutating call."""
     tombstone_filter: str = "auto"
     """How searches skip dead rows: ``selector`` (an ``IDSelectorBitmap``, CPU only),
-    ``overfetch`` (ask for more and drop them: what GPU indexes do) or ``auto``. Not a setting:
-    it lets the CPU test suite exercise the GPU path."""
+    ``overfetch`` (ask for more and drop them) or ``auto`` (the measured faster one per
+    backend). Not a setting: it lets the CPU test suite exercise both paths on every kind."""
 
     def __post_init__(self) -> None:
         if self.tombstone_filter not in ("auto", "selector", "overfetch"):

@@ -20,6 +20,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+
 from streamrec.index.backends import configure, resolve, to_cpu, to_device
 from streamrec.index.candidate import CandidateIndex
 from streamrec.index.params import IndexParams

@@ -14,6 +14,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+
 from streamrec.index.backends import Backend, new_index
 from streamrec.index.params import IndexParams
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
-from streamrec.index import IndexParams, build_index
-from streamrec.index.synthetic import clustered_catalog
 
 from streamrec.config import Settings
+from streamrec.index import IndexParams, build_index
+from streamrec.index.synthetic import clustered_catalog
 
 has_gpu = faiss.get_num_gpus() > 0
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from streamrec.index import load_index
-from streamrec.index.synthetic import clustered_catalog
-from streamrec.index.vectors import save_vectors
 from typer.testing import CliRunner
 
 from streamrec.cli import app
+from streamrec.index import load_index
+from streamrec.index.synthetic import clustered_catalog
+from streamrec.index.vectors import save_vectors
 
 runner = CliRunner()
 

@@ -12,6 +12,7 @@ from typing import Any
 import faiss
 import numpy as np
 import pytest
+
 from streamrec.index import CandidateIndex, build_index, load_index
 from streamrec.index.synthetic import clustered_catalog, queries_near
 
@@ -31,8 +32,9 @@ FLAVOURS = [
     pytest.param(Flavour("flat", "cpu"), id="flat-cpu"),
     pytest.param(Flavour("hnsw", "cpu"), id="hnsw-cpu"),
     pytest.param(Flavour("ivf", "cpu"), id="ivf-cpu"),
-    # the GPU indexes take no IDSelector and over-fetch past tombstones: run that path on CPU too
-    pytest.param(Flavour("flat", "cpu", "overfetch"), id="flat-cpu-overfetch"),
+    # auto picks over-fetch past tombstones for flat and GPU, a selector for CPU HNSW/IVF:
+    # run the other path too (IVF over-fetch is what GPU IVF does)
+    pytest.param(Flavour("flat", "cpu", "selector"), id="flat-cpu-selector"),
     pytest.param(Flavour("ivf", "cpu", "overfetch"), id="ivf-cpu-overfetch"),
     pytest.param(Flavour("flat", "gpu"), id="flat-gpu", marks=pytest.mark.gpu),
     pytest.param(Flavour("ivf", "gpu"), id="ivf-gpu", marks=pytest.mark.gpu),
