@@ -118,6 +118,13 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) process; reaps it if it is our exited child."""
     with contextlib.suppress(ChildProcessError):
@@ -242,17 +249,24 @@ class LocalKafka:
     def _classpath(self) -> str:
         return str(libs_dir(self.home) / "*")
 
-    def _jvm(self, java: str) -> list[str]:
-        """The JVM command line up to the main class: class path, heap and logging."""
+    def _jvm(self, java: str, *, short_lived: bool = False) -> list[str]:
+        """The JVM command line up to the main class: class path, heap and logging.
+
+        The broker gets Kafka's own choices (fixed heap, G1, short pauses); a short-lived
+        tool run gets the quickest start instead (client compiler only, serial GC), which
+        saves about a second of CPU on a small machine.
+        """
         log4j = self.home / "log4j2.xml"
         if not log4j.is_file():
             log4j.write_text(template("log4j2.xml"), encoding="utf-8")
+        if short_lived:
+            tuning = ["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+        else:
+            heap = self.settings.kafka_heap
+            tuning = [f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
         return [
             java,
-            f"-Xmx{self.settings.kafka_heap}",
-            f"-Xms{self.settings.kafka_heap}",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
+            *tuning,
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}",
             "-cp",
@@ -271,9 +285,10 @@ class LocalKafka:
 
     def _format(self, java: str) -> None:
         """Format KRaft storage for a standalone (single-voter, dynamic quorum) controller."""
+        tool = [*self._jvm(java, short_lived=True), "kafka.tools.StorageTool"]
         done = subprocess.run(
-            [*self._jvm(java), "kafka.tools.StorageTool", "format", "--standalone",
-             "--cluster-id", new_cluster_id(), "--config", str(self.config_file)],
+            [*tool, "format", "--standalone", "--cluster-id", new_cluster_id(),
+             "--config", str(self.config_file)],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
@@ -303,9 +318,10 @@ class LocalKafka:
                     f"the broker exited with code {proc.returncode} while starting: "
                     f"{self._last_error()} (log: {self.log_file})"
                 )
-            if cluster_answers(self.bootstrap, 2.0):
+            # A refused connection answers at once; kafka-python would retry until its timeout.
+            if _accepts(self.settings.kafka_port) and cluster_answers(self.bootstrap, 2.0):
                 return
-            time.sleep(0.2)
+            time.sleep(0.1)
         self._stop()
         raise LocalKafkaError(
             f"the broker did not answer within {self.settings.kafka_start_timeout_s:g} s and was "
