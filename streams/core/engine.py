@@ -335,7 +335,9 @@ class Engine:
             for snap in warm:
                 m = len(snap.context.queries)
                 rows = slice(row, row + m)
-                snap.ids, snap.scores = _interleave(result.ids[rows], result.scores[rows], n)
+                snap.ids, snap.scores = _interleave(
+                    result.ids[rows], result.scores[rows], snap.context.query_weights, n
+                )
                 row += m
         for snap in snapshots:
             if snap.context.cold:
@@ -420,21 +422,35 @@ class Engine:
 
 
 def _interleave(
-    id_lists: Sequence[list[str]], score_lists: Sequence[np.ndarray], n: int
+    id_lists: Sequence[list[str]],
+    score_lists: Sequence[np.ndarray],
+    weights: np.ndarray,
+    n: int,
 ) -> tuple[list[str], np.ndarray]:
-    """Merge per-query result lists round-robin (strongest query first), without duplicates,
-    up to ``n`` items; one list passes through unchanged."""
+    """Merge per-query result lists by weighted round-robin, without duplicates, up to ``n``.
+
+    Position ``r`` of the list of a query with weight ``w`` gets the key ``(r + 0.5) / w``,
+    and items are taken by ascending key (ties: the stronger query first): an interest with
+    twice the weight fills twice the slots at every depth. One list passes through unchanged.
+    """
     if len(id_lists) == 1:
         return id_lists[0][:n], np.asarray(score_lists[0][:n], dtype=np.float32)
+    lengths = [len(lst) for lst in id_lists]
+    owner = np.repeat(np.arange(len(id_lists)), lengths)
+    rank = np.concatenate([np.arange(length) for length in lengths])
+    keys = (rank + 0.5) / np.maximum(np.asarray(weights, dtype=np.float64)[owner], 1e-12)
+    order = np.lexsort((owner, keys))
+    flat_ids = [item for lst in id_lists for item in lst]
+    flat_scores = np.concatenate(score_lists)
     ids: list[str] = []
-    scores: list[float] = []
+    picked: list[int] = []
     taken: set[str] = set()
-    for rank in range(max((len(x) for x in id_lists), default=0)):
-        for lst, sc in zip(id_lists, score_lists, strict=True):
-            if rank < len(lst) and lst[rank] not in taken:
-                taken.add(lst[rank])
-                ids.append(lst[rank])
-                scores.append(float(sc[rank]))
-                if len(ids) == n:
-                    return ids, np.asarray(scores, dtype=np.float32)
-    return ids, np.asarray(scores, dtype=np.float32)
+    for i in order.tolist():
+        item = flat_ids[i]
+        if item not in taken:
+            taken.add(item)
+            ids.append(item)
+            picked.append(i)
+            if len(ids) == n:
+                break
+    return ids, flat_scores[picked].astype(np.float32)
