@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ SHOWN_USERS = 3
 
 
 def step(message: str) -> None:
+    """Announce one step of a long run."""
     console.print(f"[bold cyan]==>[/] {message}", highlight=False)
 
 
@@ -56,6 +58,7 @@ def streamrec(args: Sequence[str], env: dict[str, str] | None = None, check: boo
 
 
 def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -86,6 +89,7 @@ def train(train_part: Path, artifacts: Path) -> None:
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    """Until the worker at ``url`` answers /readyz with 200 (or exits: then fail)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -147,19 +151,65 @@ def wait_for_recs(bootstrap: str, topic: str, ids: set[str], timeout: float = 12
         time.sleep(1)
 
 
+@dataclass
+class RunningWorker:
+    """A worker subprocess with its own topics, consumer group and HTTP port."""
+
+    app_id: str
+    url: str
+    topics: dict[str, str]  # events, items, recs, dlq -> topic name
+    env: dict[str, str]  # the environment that points streamrec commands at them
+    log: Path
+
+
+def start_worker(
+    stack: ExitStack,
+    bootstrap: str,
+    artifacts: Path,
+    out: Path,
+    partitions: int,
+    settings_env: dict[str, str] | None = None,
+) -> RunningWorker:
+    """Create run-unique topics, start ``streamrec worker`` on them and wait until it is
+    ready; ``stack`` stops the worker and deletes the topics (changelogs too)."""
+    app_id = f"demo-{uuid.uuid4().hex[:8]}"
+    names = {k: f"{app_id}-{k}" for k in ("events", "items", "recs", "dlq")}
+    with admin_client(bootstrap) as admin:
+        ensure_topics(admin, list(names.values()), partitions)
+    changelogs = [f"{app_id}-{table}-changelog" for table in ("user_state", "recs")]
+    stack.callback(delete_all, bootstrap, [*names.values(), *changelogs])
+    env = {
+        **os.environ,
+        "STREAMREC_KAFKA_BOOTSTRAP": bootstrap,
+        "STREAMREC_TOPIC_EVENTS": names["events"],
+        "STREAMREC_TOPIC_ITEMS": names["items"],
+        "STREAMREC_TOPIC_RECOMMENDATIONS": names["recs"],
+        "STREAMREC_TOPIC_DLQ": names["dlq"],
+        "STREAMREC_PARTITIONS": str(partitions),
+        **(settings_env or {}),
+    }
+    port = free_port()
+    log = out / f"worker-{app_id}.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [STREAMREC, "worker", "--no-create-topics", "--artifacts", str(artifacts),
+             "--app-id", app_id, "--web-port", str(port),
+             "--data-dir", str(out / "worker"), "--loglevel", "info"],
+            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    stack.callback(stop_process, proc)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc, log)
+    return RunningWorker(app_id, url, names, env, log)
+
+
 def main() -> int:
     settings = Settings()
     out = Path("out/demo").absolute()
     out.mkdir(parents=True, exist_ok=True)
-    run_id = uuid.uuid4().hex[:8]
     with ExitStack() as stack:
         step("Kafka")
-        kafka = LocalKafka(settings)
-        status = kafka.start(on_step=lambda s: console.print(f"    {s}"))
-        if not status.external and not status.already_running:
-            stack.callback(kafka.stop)
-        bootstrap = status.bootstrap
-        console.print(f"    {status.describe()}", highlight=False)
+        bootstrap = start_kafka(stack, settings)
 
         step("MovieLens-100k, split by time 80/20")
         train_part, test_part = prepare_data(out)
@@ -168,36 +218,12 @@ def main() -> int:
         train(train_part, artifacts)
 
         step("a worker")
-        app_id = f"demo-{run_id}"
-        names = {k: f"{app_id}-{k}" for k in ("events", "items", "recs", "dlq")}
-        with admin_client(bootstrap) as admin:
-            ensure_topics(admin, list(names.values()), settings.partitions)
-        changelogs = [f"{app_id}-{table}-changelog" for table in ("user_state", "recs")]
-        stack.callback(lambda: _delete(bootstrap, [*names.values(), *changelogs]))
-        port = free_port()
-        env = {
-            **os.environ,
-            "STREAMREC_KAFKA_BOOTSTRAP": bootstrap,
-            "STREAMREC_TOPIC_EVENTS": names["events"],
-            "STREAMREC_TOPIC_ITEMS": names["items"],
-            "STREAMREC_TOPIC_RECOMMENDATIONS": names["recs"],
-            "STREAMREC_TOPIC_DLQ": names["dlq"],
-        }
-        log = out / f"worker-{run_id}.log"
-        with log.open("wb") as log_file:
-            worker = subprocess.Popen(
-                [STREAMREC, "worker", "--no-create-topics", "--artifacts", str(artifacts),
-                 "--app-id", app_id, "--web-port", str(port),
-                 "--data-dir", str(out / "worker"), "--loglevel", "info"],
-                env=env, stdout=log_file, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        stack.callback(_stop, worker)
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, worker, log)
-        console.print(f"    ready at {url} (log {log})", highlight=False)
+        worker = start_worker(stack, bootstrap, artifacts, out, settings.partitions)
+        url, names, env = worker.url, worker.topics, worker.env
+        console.print(f"    ready at {url} (log {worker.log})", highlight=False)
 
         replayed, shown = next_events(test_part, held=2_000)
-        replay_file = out / f"replay-{run_id}.msgpack"
+        replay_file = out / f"replay-{worker.app_id}.msgpack"
         write_events(replay_file, replayed)
         stack.callback(replay_file.unlink)
         step(f"replaying {len(replayed):,} held-out events at {REPLAY_RATE:,}/s")
@@ -220,17 +246,38 @@ def main() -> int:
             show("before", before)
             show("after", after)
 
-        sent = timestamps(bootstrap, names["events"], "event_id", ids)
-        emitted = timestamps(bootstrap, names["recs"], "event_id", ids)
-        latencies = np.array([emitted[i] - sent[i] for i in ids if i in sent and i in emitted])
-        span_s = (max(emitted.values()) - min(sent.values())) / 1000
-        p50, p99 = np.percentile(latencies, [50, 99])
+        p50, p99, n, rate = latency(bootstrap, names, ids)
         console.print(
             f"event→recommendation latency: p50={p50:.1f} ms p99={p99:.1f} ms over "
-            f"{len(latencies):,} events ({len(latencies) / span_s:,.0f} events/s)",
+            f"{n:,} events ({rate:,.0f} events/s)",
             highlight=False,
         )
     return 0
+
+
+def latency(
+    bootstrap: str, topics: dict[str, str], ids: set[str]
+) -> tuple[float, float, int, float]:
+    """(p50 ms, p99 ms, events, events/s) of event → recommendation for ``ids``: from each
+    event's append to ``events`` to its recommendation's append to ``recommendations``
+    (Kafka's timestamps), and the rate from the first event to the last recommendation."""
+    sent = timestamps(bootstrap, topics["events"], "event_id", ids)
+    emitted = timestamps(bootstrap, topics["recs"], "event_id", ids)
+    latencies = np.array([emitted[i] - sent[i] for i in ids if i in sent and i in emitted])
+    span_s = max(1e-3, (max(emitted.values()) - min(sent.values())) / 1000)
+    p50, p99 = np.percentile(latencies, [50, 99])
+    return float(p50), float(p99), len(latencies), len(latencies) / span_s
+
+
+def start_kafka(stack: ExitStack, settings: Settings) -> str:
+    """The bootstrap of a running cluster; a local broker started here is stopped by
+    ``stack``, one that already ran is left running."""
+    kafka = LocalKafka(settings)
+    status = kafka.start(on_step=lambda s: console.print(f"    {s}"))
+    if not status.external and not status.already_running:
+        stack.callback(kafka.stop)
+    console.print(f"    {status.describe()}", highlight=False)
+    return status.bootstrap
 
 
 def _recs_after(url: str, event: Event, timeout: float = 30) -> dict:
@@ -244,7 +291,8 @@ def _recs_after(url: str, event: Event, timeout: float = 30) -> dict:
     raise SystemExit(f"demo: no recommendation for event {event.event_id} in {timeout:.0f} s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within a minute."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -254,7 +302,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def _delete(bootstrap: str, topics: list[str]) -> None:
+def delete_all(bootstrap: str, topics: list[str]) -> None:
+    """Delete topics (missing ones are fine)."""
     with admin_client(bootstrap) as admin:
         delete_topics(admin, topics)
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import faust
-from streamrec.streams import items, personalize, web
-from streamrec.streams.runtime import Runtime
 
 from streamrec.config import Settings
+from streamrec.streams import items, personalize, web
+from streamrec.streams.runtime import Runtime
 
 if TYPE_CHECKING:
     from streamrec.streams.core.engine import Engine

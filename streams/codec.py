@@ -11,6 +11,7 @@ from typing import Any
 
 import msgpack
 from faust.serializers import codecs
+
 from streamrec.streams.wire import pack
 
 #: The name tables and topics use as ``value_serializer``.

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 from faust.types import Message, TopicT
+
 from streamrec.streams.wire import pack
 
 #: Reason for an event whose Kafka key is not its user_id (it would land on the wrong

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.types import Message
 from mode import Service
+
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.dlq import BAD_ITEM
 from streamrec.streams.runtime import Runtime

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 
 from faust.types import EventT, StreamT
+
 from streamrec.streams.core.state import UserState
 from streamrec.streams.dlq import KEY_MISMATCH
 from streamrec.streams.runtime import Runtime, in_partition_of
@@ -106,6 +107,6 @@ async def _write_back(
             rt.user_state[user_id] = states[user_id].to_map()
             if user_id in latest:
                 rt.recs[user_id] = latest[user_id].to_map()
-    for rec in recs:
-        await rt.recommendations.send(key=rec.user_id.encode(), value=pack(rec.to_map()))
+    for rec in recs:  # buffered like the changelog writes; flushed before offsets commit
+        rt.recommendations.send_soon(key=rec.user_id.encode(), value=pack(rec.to_map()))
         rt.metrics.recommendations.labels(rec.source).inc()

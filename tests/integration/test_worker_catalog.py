@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import worker_support
+from worker_support import Topics, first_events, produce, produce_events, read_topic
+
 from streamrec.index import load_index
 from streamrec.streams.items import encode_delete, encode_upsert
-from worker_support import Topics, first_events, produce, produce_events, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,8 +16,6 @@ from pathlib import Path
 import msgpack
 import pytest
 import worker_support
-from streamrec.streams.dlq import decode_dlq_record
-from streamrec.streams.wire import Event, Reason, encode_event
 from worker_support import (
     Topics,
     first_events,
@@ -26,6 +24,9 @@ from worker_support import (
     read_topic,
     session_artifacts,
 )
+
+from streamrec.streams.dlq import decode_dlq_record
+from streamrec.streams.wire import Event, Reason, encode_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -23,6 +23,7 @@ import msgpack
 import pytest
 import requests
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
 from streamrec.streams.recorded import read_events
 from streamrec.streams.wire import Event, decode_recommendation, encode_event
 

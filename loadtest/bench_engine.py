@@ -1,0 +1,137 @@
+"""Engine benchmark through the real broker: sustained events/s and event→recommendation
+latency of one worker process, micro-batched vs per-event, side by side.
+
+Setup (cached in ``out/bench-engine``): a synthetic world with a 1M-item catalog
+(``streamrec data synth``), an IVF index over it (``streamrec index build``) and the
+quick student reranker of ``make demo``'s MovieLens models (its features do not depend on
+the catalog). Then, per configuration, a fresh worker (1 compute thread) on fresh topics:
+
+- throughput: a backlog of events is produced as fast as Kafka takes it; events/s is the
+  count over the span from the first event's append to the last recommendation's append;
+- latency: events replayed at a steady rate (half the measured throughput), p50/p99 of
+  event append → recommendation append (Kafka timestamps, one clock).
+
+Run: ``python -m loadtest.bench_engine`` (``--events`` to change sizes). Figures depend on
+the machine and on whatever else runs on it: read them with the load average printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from contextlib import ExitStack
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from streamrec.config import Settings
+from streamrec.demo import (
+    RunningWorker,
+    latency,
+    prepare_data,
+    start_kafka,
+    start_worker,
+    step,
+    streamrec,
+    train,
+    wait_for_recs,
+)
+from streamrec.streams.recorded import read_events, write_events
+from streamrec.streams.wire import Event
+
+OUT = Path("out/bench-engine").absolute()
+#: (name, worker settings) of the compared configurations.
+CONFIGS = {
+    "batched": {"STREAMREC_WORKER_MAX_BATCH": "256", "STREAMREC_WORKER_BATCH_WINDOW_MS": "5"},
+    "per-event": {"STREAMREC_WORKER_MAX_BATCH": "1", "STREAMREC_WORKER_BATCH_WINDOW_MS": "1"},
+}
+
+
+def artifacts(items: int) -> Path:
+    """Index over the synthetic catalog + the demo's student reranker, built once."""
+    art = OUT / f"artifacts-{items}"
+    synth = OUT / f"synth-{items}.msgpack"
+    if not synth.exists():
+        streamrec(["data", "synth", "--items", str(items), "--users", "20000",
+                   "--events", "200000", "--out", str(synth)])  # fmt: skip
+    if not (art / "index").is_dir():
+        streamrec(["index", "build", "--vectors", str(synth.with_suffix(".items.npz")),
+                   "--out", str(art / "index"), "--kind", "ivf", "--threads", "1"])  # fmt: skip
+    demo_models = Path("out/demo/artifacts").absolute()
+    if not (demo_models / "reranker.onnx").is_file():
+        train_part, _ = prepare_data(Path("out/demo").absolute())
+        train(train_part, demo_models)
+    for name in ("reranker.onnx", "manifest.json"):
+        shutil.copy(demo_models / name, art / name)
+    return art
+
+
+def send(bootstrap: str, worker: RunningWorker, events: list[Event], pace: list[str]):
+    """Replay ``events`` into the worker, wait for all their recommendations, measure."""
+    path = OUT / f"{worker.app_id}.msgpack"
+    write_events(path, events)
+    streamrec(["replay", str(path), "--topic", worker.topics["events"], *pace], env=worker.env)
+    path.unlink()
+    ids = {e.event_id for e in events}
+    wait_for_recs(bootstrap, worker.topics["recs"], ids, timeout=900)
+    return latency(bootstrap, worker.topics, ids)
+
+
+def run_config(
+    bootstrap: str, art: Path, events: list[Event], settings_env: dict[str, str], partitions: int
+) -> dict[str, float]:
+    """Throughput with a backlog, then latency at half that rate, on one fresh worker."""
+    with ExitStack() as stack:
+        worker = start_worker(stack, bootstrap, art, OUT, partitions, settings_env)
+        half = len(events) // 2
+        send(bootstrap, worker, events[:500], ["--max"])  # warm-up: first batches, caches
+        _, _, backlog, per_s = send(bootstrap, worker, events[500:half], ["--max"])
+        rate = max(10.0, per_s / 2)
+        paced = events[half : half + int(rate * 20)]  # about 20 s at that rate
+        p50, p99, n, _ = send(bootstrap, worker, paced, ["--rate", f"{rate:.0f}"])
+        return {"events_per_s": per_s, "backlog": backlog, "rate": rate,
+                "p50_ms": p50, "p99_ms": p99, "paced": n}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000, help="Catalog size.")
+    parser.add_argument("--events", type=int, default=40_000, help="Events per batched run.")
+    parser.add_argument("--per-event-events", type=int, default=6_000, help="Per-event run.")
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+    console = Console()
+    settings = Settings()
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = {}
+    with ExitStack() as stack:
+        step("Kafka")
+        bootstrap = start_kafka(stack, settings)
+        step(f"synthetic {args.items:,}-item catalog, IVF index, reranker")
+        art = artifacts(args.items)
+        synth = OUT / f"synth-{args.items}.msgpack"
+        events = []
+        for event in read_events(synth):
+            events.append(event)
+            if len(events) >= args.events:
+                break
+        for name, env in CONFIGS.items():
+            n = args.events if name == "batched" else args.per_event_events
+            step(f"{name}: {n:,} events through one worker")
+            results[name] = run_config(bootstrap, art, events[:n], env, args.partitions)
+    table = Table(title=f"engine through Kafka, {args.items:,} items, 1 worker, 1 thread")
+    for column in ("config", "events/s (backlog)", "at rate", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="right")
+    for name, r in results.items():
+        table.add_row(name, f"{r['events_per_s']:,.0f}", f"{r['rate']:,.0f}/s",
+                      f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}")  # fmt: skip
+    console.print(table)
+    speedup = results["batched"]["events_per_s"] / results["per-event"]["events_per_s"]
+    console.print(f"batched / per-event throughput: {speedup:.1f}x")
+    console.print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
