@@ -72,6 +72,11 @@ class Pacer:
         self._count = 0
         self.behind_s = 0.0
 
+    @property
+    def paced(self) -> bool:
+        """Whether :meth:`wait` ever waits (False for :class:`AsFastAsPossible`)."""
+        return not isinstance(self.pace, AsFastAsPossible)
+
     def due(self, ts_ms: int) -> float | None:
         """The clock time at which the next event (with timestamp ``ts_ms``) is due;
         ``None`` when it is due at once (no pacing, or the first event)."""

@@ -64,7 +64,7 @@ Progress = Callable[[RecordStats], None]
 
 
 class Recorder:
-    """Consumes every partition of one topic into a :class:`RecordedWriter`.
+    """Consumes every partition of one topic into a recorded-stream file.
 
     Stops at the first of: ``limit`` events written; ``idle_timeout_s`` seconds without a
     message; with ``to_end``, every partition read up to its end offset as it was when
@@ -75,7 +75,6 @@ class Recorder:
         self,
         consumer: KafkaConsumer,
         topic: str,
-        writer: RecordedWriter,
         rejects: RejectFile,
         *,
         limit: int | None = None,
@@ -86,7 +85,6 @@ class Recorder:
     ) -> None:
         self.consumer = consumer
         self.topic = topic
-        self.writer = writer
         self.rejects = rejects
         self.limit = limit
         self.idle_timeout_s = idle_timeout_s
@@ -119,8 +117,9 @@ class Recorder:
     def _reached_end(self) -> bool:
         return all(self.consumer.position(tp) >= end for tp, end in self._ends.items())
 
-    def run(self, progress: Progress | None = None) -> RecordStats:
-        """Record until a stop condition holds; Ctrl-C ends it cleanly (stopped="interrupted")."""
+    def run(self, writer: RecordedWriter, progress: Progress | None = None) -> RecordStats:
+        """Record into ``writer`` until a stop condition holds; Ctrl-C ends it cleanly
+        (stopped="interrupted"), the caller then closes the file."""
         stats = RecordStats()
         start = last_message = self._clock()
         poll_ms = 200
@@ -142,7 +141,7 @@ class Recorder:
                     last_message = self._clock()
                     for messages in batches.values():
                         for message in messages:
-                            self._write(message, stats)
+                            self._write(writer, message, stats)
                 if progress is not None:
                     stats.elapsed_s = self._clock() - start
                     progress(stats)
@@ -151,7 +150,7 @@ class Recorder:
         stats.elapsed_s = self._clock() - start
         return stats
 
-    def _write(self, message: Any, stats: RecordStats) -> None:
+    def _write(self, writer: RecordedWriter, message: Any, stats: RecordStats) -> None:
         value = message.value or b""
         try:
             decode_event(value, self.max_event_bytes)
@@ -166,5 +165,5 @@ class Recorder:
             )
             stats.rejected += 1
             return
-        self.writer.write_raw(value)
+        writer.write_raw(value)
         stats.written += 1

@@ -135,7 +135,7 @@ class ReplayStats:
     interrupted: bool = False
     #: Why the replay stopped early or could not confirm deliveries (a producer error).
     error: str | None = None
-    #: Byte offset of the last record seen at a checkpoint (for progress).
+    #: Byte offset of the last record settled at a check (for progress).
     last_offset: int = 0
 
     @property
@@ -155,11 +155,13 @@ Progress = Callable[[ReplayStats], None]
 class Replayer:
     """Sends the records of one recorded stream to a topic through one producer.
 
-    Each sent event's future is kept, with its record, until it resolves: every ``every``
-    records the resolved ones at the head are settled (a failure goes to the reject file),
-    and with more than ``max_pending`` unresolved the replay waits for the oldest. That
-    bounds memory (kafka-python's producer has no buffer limit and would queue the whole
-    file) and lets the final count name every event the broker never confirmed.
+    Each sent event's future is kept, with its record, until it resolves. Now and then
+    (every record when paced, every ``check_every`` records at full speed, where it would
+    cost) the resolved ones at the head are settled (a failure goes to the reject file), and
+    with more than ``max_pending`` unresolved the replay waits for the oldest. That bounds
+    memory (kafka-python's producer has no buffer limit and would queue the whole file) and
+    lets the final count name every event the broker never confirmed. Progress is reported
+    at most every ``progress_interval_s``.
     """
 
     def __init__(
@@ -171,7 +173,8 @@ class Replayer:
         *,
         strict: bool = False,
         max_pending: int = 200_000,
-        every: int = 5000,
+        check_every: int = 1000,
+        progress_interval_s: float = 0.2,
         flush_timeout_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -181,7 +184,8 @@ class Replayer:
         self.rejects = rejects
         self.strict = strict
         self.max_pending = max_pending
-        self.every = every
+        self.check_every = 1 if pacer.paced else check_every
+        self.progress_interval_s = progress_interval_s
         self.flush_timeout_s = flush_timeout_s
         self._clock = clock
         self._pending: collections.deque[tuple[FutureRecordMetadata, Record]] = collections.deque()
@@ -200,7 +204,8 @@ class Replayer:
         topic = self.topic
         wait = self.pacer.wait
         pending = self._pending.append
-        every = self.every
+        check_every = self.check_every
+        next_progress = start
         try:
             for record in records:
                 event = record.event
@@ -210,11 +215,13 @@ class Replayer:
                     wait(event.ts)
                     pending((send(topic, record.raw, event.user_id.encode()), record))
                     stats.queued += 1
-                if (record.index + 1) % every == 0:
+                if (record.index + 1) % check_every == 0:
                     stats.last_offset = record.offset
                     self._settle_head()
-                    if progress is not None:
-                        stats.elapsed_s = self._clock() - start
+                    now = self._clock()
+                    if progress is not None and now >= next_progress:
+                        next_progress = now + self.progress_interval_s
+                        stats.elapsed_s = now - start
                         stats.behind_s = self.pacer.behind_s
                         progress(stats)
         except KeyboardInterrupt:

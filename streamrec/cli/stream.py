@@ -211,28 +211,27 @@ def record(
         consumer = make_consumer(settings)
     except KafkaError as exc:
         fail(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}")
+    recorder = Recorder(
+        consumer,
+        topic,
+        reject_file,
+        limit=limit,
+        idle_timeout_s=idle or None,
+        to_end=to_end,
+        max_event_bytes=settings.max_event_bytes,
+    )
     try:
+        try:
+            recorder.attach(from_beginning)
+        except TopicNotFound as exc:
+            fail(str(exc))
         with RecordedWriter(file) as writer, _progress("events") as progress:
-            recorder = Recorder(
-                consumer,
-                topic,
-                writer,
-                reject_file,
-                limit=limit,
-                idle_timeout_s=idle or None,
-                to_end=to_end,
-                max_event_bytes=settings.max_event_bytes,
-            )
-            try:
-                recorder.attach(from_beginning)
-            except TopicNotFound as exc:
-                fail(str(exc))
             task = progress.add_task(f"record {topic} →", total=limit, count=0, rate=0.0, unit="ev")
 
             def show(stats: RecordStats) -> None:
                 progress.update(task, completed=stats.written, count=stats.written, rate=stats.rate)
 
-            stats = recorder.run(show)
+            stats = recorder.run(writer, show)
             show(stats)
     finally:
         consumer.close()

@@ -225,17 +225,17 @@ def test_record_from_now_sees_only_new_messages_and_rejects_non_events(
     out = tmp_path / "now.msgpack"
     rejects = RejectFile(tmp_path / "now.rejects.msgpack")
     consumer = make_consumer(kafka_settings)
+    recorder = Recorder(consumer, topic, rejects, limit=30, idle_timeout_s=20)
+    recorder.attach(from_beginning=False)
+    new = [encode_event(e) for e in generated_events(30, seed=4)]
+    for value in new[:15]:
+        producer.send(topic, value, partition=0)
+    producer.send(topic, b"\xc1 not msgpack", partition=0)
+    for value in new[15:]:
+        producer.send(topic, value, partition=0)
+    producer.flush()
     with RecordedWriter(out) as writer:
-        recorder = Recorder(consumer, topic, writer, rejects, limit=30, idle_timeout_s=20)
-        recorder.attach(from_beginning=False)
-        new = [encode_event(e) for e in generated_events(30, seed=4)]
-        for value in new[:15]:
-            producer.send(topic, value, partition=0)
-        producer.send(topic, b"\xc1 not msgpack", partition=0)
-        for value in new[15:]:
-            producer.send(topic, value, partition=0)
-        producer.flush()
-        stats = recorder.run()
+        stats = recorder.run(writer)
     consumer.close()
     rejects.close()
     producer.close()
@@ -247,3 +247,23 @@ def test_record_from_now_sees_only_new_messages_and_rejects_non_events(
         (reject,) = msgpack.Unpacker(f)
     assert (reject["partition"], reject["reason"]) == (0, "not_msgpack")
     assert reject["raw"] == b"\xc1 not msgpack"
+
+
+def test_record_stops_after_the_idle_timeout_with_a_complete_file(
+    kafka_settings: Settings, make_topic, tmp_path: Path
+) -> None:
+    topic = make_topic("record-idle", partitions=2)
+    out = tmp_path / "idle.msgpack.zst"
+    code, output = cli(kafka_settings, "record", topic, str(out), "--idle-timeout", "0.5")
+    assert code == 0, output
+    assert "stopped: idle" in output
+    assert list(read_records(out)) == []  # an empty but valid (complete zstd frame) file
+
+
+def test_record_of_a_missing_topic_is_one_line_error(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    code, output = cli(kafka_settings, "record", "no-such-topic-x1", str(tmp_path / "x.msgpack"))
+    assert code == 1
+    assert "topic 'no-such-topic-x1' does not exist" in output
+    assert not (tmp_path / "x.msgpack").exists()

@@ -63,6 +63,7 @@ def test_max_never_sleeps() -> None:
     send_times(pacer, clock, [0, 10_000, 20_000_000])
     assert clock.sleeps == []
     assert pacer.due(123) is None
+    assert not pacer.paced and pacer_on(clock, Rate(1.0)).paced
 
 
 def test_schedule_is_anchored_to_the_start_so_slow_sends_do_not_accumulate_drift() -> None:
