@@ -60,7 +60,7 @@ def replay(
         ),
     ],
     topic: Annotated[
-        str | None, typer.Option(help="Topic to produce to [default: STREAMREC_TOPIC_EVENTS].")
+        str | None, typer.Option(help="Topic to produce to \\[default: STREAMREC_TOPIC_EVENTS].")
     ] = None,
     speed: Annotated[
         float | None,
@@ -75,7 +75,7 @@ def replay(
     max_: Annotated[bool, typer.Option("--max", help="Send as fast as possible.")] = False,
     rejects: Annotated[
         Path | None,
-        typer.Option(help="Reject file for bad records [default: FILE.rejects.msgpack]."),
+        typer.Option(help="Reject file for bad records \\[default: FILE.rejects.msgpack]."),
     ] = None,
     strict: Annotated[
         bool, typer.Option(help="Stop at the first bad record (exit 1) instead of rejecting it.")
@@ -85,9 +85,9 @@ def replay(
 
     A bad record is reported with its position and written to the reject file (a msgpack
     map per reject: index, offset, position, reason, detail, raw), or stops the replay
-    with --strict. Events the broker does not acknowledge are counted as failed and
-    written there too (reason delivery_failed); exit status 1 if there are any. Ctrl-C
-    flushes what was sent and prints the summary (exit 130).
+    with --strict. An event the broker refuses (failed) or never confirms (unknown) is
+    written there too, and the exit status is 1. Ctrl-C flushes what was sent and prints
+    the summary (exit 130).
     """
     from kafka.errors import KafkaError
 
@@ -177,7 +177,7 @@ def record(
         float | None,
         typer.Option(
             help="Stop after this many seconds without a message; 0 waits forever "
-            "[default: STREAMREC_RECORD_IDLE_TIMEOUT_S]."
+            "\\[default: STREAMREC_RECORD_IDLE_TIMEOUT_S]."
         ),
     ] = None,
     to_end: Annotated[
@@ -187,7 +187,7 @@ def record(
     rejects: Annotated[
         Path | None,
         typer.Option(
-            help="Reject file for values that are not events [default: FILE.rejects.msgpack]."
+            help="Reject file for values that are not events \\[default: FILE.rejects.msgpack]."
         ),
     ] = None,
 ) -> None:
@@ -275,12 +275,12 @@ def import_(
     id_prefix: Annotated[
         str | None,
         typer.Option(
-            help="Without an event_id column, ids are PREFIX + line [default: SOURCE stem + ':']."
+            help="Without an event_id column, ids are PREFIX + line \\[default: SOURCE stem + ':']."
         ),
     ] = None,
     fmt: Annotated[
         str | None,
-        typer.Option("--format", help="csv, tsv or jsonl [default: from the file's suffix]."),
+        typer.Option("--format", help="csv, tsv or jsonl \\[default: from the file's suffix]."),
     ] = None,
     delimiter: Annotated[
         str | None, typer.Option(help="Column delimiter of csv/tsv files.")
@@ -289,7 +289,7 @@ def import_(
         bool, typer.Option(help="Stably sort by ts before writing (holds the events in memory).")
     ] = False,
     rejects: Annotated[
-        Path | None, typer.Option(help="Reject file (JSONL) [default: SOURCE.rejects.jsonl].")
+        Path | None, typer.Option(help="Reject file (JSONL) \\[default: SOURCE.rejects.jsonl].")
     ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row (exit 1).")] = False,
 ) -> None:
