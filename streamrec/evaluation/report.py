@@ -57,7 +57,7 @@ def summarize(ev: Evaluation, *, samples: int, seed: int, cold_threshold: int) -
             "kind": ev.kinds[name],
             "metrics": {m: boot.metric(g[m]).to_json() for m in names},
             "splits": {
-                split: {m: boot.metric(g[m], mask).to_json() for m in (primary, "MRR")}
+                split: {m: boot.metric(g[m], mask).to_json() for m in names}
                 for split, mask in splits.items()
                 if mask.any()
             },

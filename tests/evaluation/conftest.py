@@ -17,8 +17,9 @@ N_ITEMS, DIM, CLUSTERS, USERS = 120, 16, 4, 40
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Artifacts (item_vectors.npz + index/, no reranker) and a warm-up/test split of a
-    stream where each user mostly stays in one cluster and switches cluster half-way."""
+    """Artifacts (item_vectors.npz, index/ and a tiny real student as reranker.onnx, no
+    teacher) and a warm-up/test split of a stream where each user mostly stays in one
+    cluster and switches cluster half-way."""
     root = tmp_path_factory.mktemp("eval-world")
     rng = np.random.default_rng(7)
     centres = rng.standard_normal((CLUSTERS, DIM))
@@ -29,6 +30,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     artifacts = root / "artifacts"
     save_vectors(artifacts / "item_vectors.npz", ids, vectors)
     build_index(ids, vectors, kind="flat", device="cpu").save(artifacts / "index")
+    _export_student(artifacts / "reranker.onnx")
     events = []
     n_events = 3000
     for n in range(n_events):
@@ -46,3 +48,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "test": root / "test.msgpack",
         "root": root,
     }
+
+
+def _export_student(path: Path) -> None:
+    """An untrained student with the engine's feature spec, exported as `streamrec train`
+    exports it (so the `student` variants load a real ONNX model)."""
+    import torch
+
+    from streamrec.models.export import export_onnx
+    from streamrec.models.metadata import ModelMetadata
+    from streamrec.models.student import Student, StudentConfig
+    from streamrec.streams.core.features import FEATURE_NAMES
+
+    torch.manual_seed(0)
+    model = Student(len(FEATURE_NAMES), StudentConfig(hidden=(8,)))
+    rows = np.random.default_rng(0).random((64, len(FEATURE_NAMES)), np.float32)
+    model.set_normalisation(rows)
+    meta = ModelMetadata(FEATURE_NAMES, "eval-test", "00" * 32)
+    export_onnx(model.eval(), {"features": torch.from_numpy(rows)}, path, meta)

@@ -14,7 +14,12 @@ from streamrec.evaluation.report import summarize, write_report
 from streamrec.evaluation.run import EvalOptions, evaluate
 from streamrec.evaluation.variants import Variant
 
-VARIANTS = (Variant("decayed", "none"), Variant("multi", "none"), Variant("decayed", "student"))
+VARIANTS = (
+    Variant("decayed", "none"),
+    Variant("multi", "none"),
+    Variant("decayed", "student"),
+    Variant("decayed", "teacher"),
+)
 
 
 def _run(world: dict[str, Path], **kw):  # type: ignore[no-untyped-def]
@@ -27,17 +32,22 @@ def _run(world: dict[str, Path], **kw):  # type: ignore[no-untyped-def]
 def test_engine_and_baselines_are_scored_on_every_held_out_event(world) -> None:  # type: ignore[no-untyped-def]
     ev = _run(world)
     assert list(ev.replay.outcomes) == [
-        "popular", "recent", "itemknn", "static", "decayed:none", "multi:none",
+        "popular", "recent", "itemknn", "static", "decayed:none", "multi:none", "decayed:student",
     ]  # fmt: skip
     assert all(len(o.ranks) == 1200 for o in ev.replay.outcomes.values())
-    # no reranker in these artifacts: that variant is reported as skipped, with the reason
-    assert "reranker.onnx does not exist" in ev.skipped["decayed:student"]
+    # the student reranks: same retrieval, another order, so other lists
+    assert ev.engine_info["decayed:student"]["provider"] == "CPUExecutionProvider"
+    assert ev.engine_info["decayed:none"]["provider"] == "none"
+    student, plain = ev.replay.outcomes["decayed:student"], ev.replay.outcomes["decayed:none"]
+    assert student.digest != plain.digest
+    # no teacher in these artifacts: that variant is reported as skipped, with the reason
+    assert "teacher.onnx does not exist" in ev.skipped["decayed:teacher"]
     summary = summarize(ev, samples=200, seed=0, cold_threshold=5)
     hr = {n: s["metrics"]["HR@10"]["value"] for n, s in summary["systems"].items()}
     # users live in one item cluster of four: anything personal beats popularity clearly
     assert hr["decayed:none"] > 2 * hr["popular"]
     assert summary["comparison"]["best_baseline"] in ("itemknn", "static")
-    assert set(summary["comparison"]["ratios"]) == {"decayed:none", "multi:none"}
+    assert set(summary["comparison"]["ratios"]) == {"decayed:none", "multi:none", "decayed:student"}
 
 
 def test_same_files_and_artifacts_give_the_same_recommendation_hash(world) -> None:  # type: ignore[no-untyped-def]
