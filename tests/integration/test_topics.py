@@ -9,6 +9,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from streamrec.config import Settings
 from streamrec.streams.topics import (
     TopicCreationError,
     admin_client,
@@ -16,8 +18,6 @@ from streamrec.streams.topics import (
     describe_topics,
     ensure_topics,
 )
-
-from streamrec.config import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +80,19 @@ def test_a_topic_the_broker_refuses_raises_a_clear_error(kafka_settings: Setting
         pytest.raises(TopicCreationError, match="cannot create topic 'no spaces allowed'"),
     ):
         ensure_topics(admin, ["no spaces allowed"], partitions=1)
+
+
+def test_topics_create_without_a_running_local_broker_says_how_to_start_one(
+    free_kafka_port: int,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "STREAMREC_KAFKA_BOOTSTRAP"}
+    env.update(STREAMREC_KAFKA_PORT=str(free_kafka_port), COLUMNS="300")
+    done = subprocess.run(
+        [sys.executable, "-c", "from streamrec.cli import main; main()", "topics", "create"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: no Kafka broker answers at 127.0.0.1:{free_kafka_port}: start the local one "
+        "with `streamrec kafka start`, or name a cluster in STREAMREC_KAFKA_BOOTSTRAP"
+    )
