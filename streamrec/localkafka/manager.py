@@ -125,17 +125,37 @@ def _accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _process(pid: int) -> tuple[str, str] | None:
+    """State letter and command line (arguments joined by spaces) of ``pid``, or None when
+    there is no such process.
+
+    Linux answers from /proc; elsewhere (a macOS laptop) ``ps`` does.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        return stat.rsplit(")", 1)[-1].split()[0], args.replace("\0", " ")
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return None
+    except OSError:
+        return None
+    done = subprocess.run(
+        ["ps", "-ww", "-o", "stat=,args=", "-p", str(pid)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    state, _, args = done.stdout.strip().partition(" ")
+    return (state[:1], args.strip()) if done.returncode == 0 and state else None
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) process; reaps it if it is our exited child."""
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    process = _process(pid)
+    return process is not None and process[0] != "Z"
 
 
 class LocalKafka:
@@ -167,12 +187,9 @@ class LocalKafka:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            cmdline = []
-        ours = MAIN_CLASS.encode() in cmdline and str(self.config_file).encode() in cmdline
-        if ours and _alive(pid):
+        process = _process(pid)
+        args = process[1] if process else ""
+        if f" {MAIN_CLASS} " in args and str(self.config_file) in args and _alive(pid):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
