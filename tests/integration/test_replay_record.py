@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 
 from streamrec.cli import app
 from streamrec.config import Settings
+from streamrec.streams.pacing import AsFastAsPossible, Pacer
 from streamrec.streams.record import Recorder, make_consumer
-from streamrec.streams.recorded import RecordedWriter, read_events, read_records
+from streamrec.streams.recorded import Record, RecordedWriter, read_events, read_records
 from streamrec.streams.rejects import RejectFile
+from streamrec.streams.replay import Replayer, close_producer, make_producer
 from streamrec.streams.wire import Event, encode_event, pack
 
 pytestmark = pytest.mark.integration
@@ -267,3 +269,28 @@ def test_record_of_a_missing_topic_is_one_line_error(
     assert code == 1
     assert "topic 'no-such-topic-x1' does not exist" in output
     assert not (tmp_path / "x.msgpack").exists()
+
+
+def test_ctrl_c_flushes_what_was_sent_and_stops_cleanly(
+    kafka_settings: Settings, make_topic, tmp_path: Path
+) -> None:
+    source = tmp_path / "stream.msgpack"
+    with RecordedWriter(source) as writer:
+        writer.write_all(generated_events(5_000, seed=5))
+
+    def interrupted_after(n: int) -> Iterator[Record]:
+        for record in read_records(source):
+            if record.index == n:
+                raise KeyboardInterrupt  # what Ctrl-C raises in the replaying thread
+            yield record
+
+    topic = make_topic("replay-ctrl-c", partitions=4)
+    producer = make_producer(kafka_settings)
+    replayer = Replayer(
+        producer, topic, Pacer(AsFastAsPossible()), RejectFile(tmp_path / "rejects.msgpack")
+    )
+    stats = replayer.run(interrupted_after(3_000))
+    close_producer(producer)
+    assert stats.interrupted and (stats.queued, stats.sent) == (3_000, 3_000)
+    sent = [r.raw for r in read_records(source)][:3_000]
+    assert Counter(record_all(kafka_settings, topic, tmp_path / "back.msgpack")) == Counter(sent)
