@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -39,6 +40,26 @@ def require_tool(name: str) -> str:
     if path is None:
         raise LocalKafkaError(f"`{name}` not found on PATH: install {_INSTALL_HINTS[name]}")
     return path
+
+
+#: Kafka 4 brokers run on Java 17 or newer.
+MIN_JAVA = 17
+
+
+def require_java() -> str:
+    """The path of a Java 17+ ``java``, or a one-line error saying what to install."""
+    java = require_tool("java")
+    done = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
+    if match is None:
+        return java  # an unusual banner: let the broker itself try
+    major = int(match[1]) if match[1] != "1" else int(match[2] or 0)  # "1.8.0" is Java 8
+    if major < MIN_JAVA:
+        raise LocalKafkaError(
+            f"`{java}` is Java {major}; Kafka 4 needs Java {MIN_JAVA}+: install "
+            f"{_INSTALL_HINTS['java']}"
+        )
+    return java
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ from streamrec.localkafka.dist import (
     assemble,
     libs_dir,
     locked,
-    require_tool,
+    require_java,
     template,
 )
 
@@ -213,7 +213,7 @@ class LocalKafka:
         """
         if self.external:
             return self.status()
-        java = require_tool("java")
+        java = require_java()
         with locked(self.run_dir):
             return self._start(java, on_step)
 

@@ -109,6 +109,25 @@ def test_start_without_java_says_what_to_install(tmp_path: Path, free_kafka_port
     assert not any(tmp_path.iterdir())  # nothing was assembled or started
 
 
+def test_start_with_a_java_older_than_17_says_so(tmp_path: Path, free_kafka_port: int) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "java"
+    fake.write_text("#!/bin/sh\necho 'java version \"1.8.0_292\"' >&2\n")
+    fake.chmod(0o755)
+    env = cli_env(
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        STREAMREC_KAFKA_PORT=str(free_kafka_port),
+        STREAMREC_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    done = streamrec_cli("kafka", "start", env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: `{fake}` is Java 8; Kafka 4 needs Java 17+: install Java 17+ "
+        "(e.g. `apt-get install openjdk-17-jre-headless`)"
+    )
+
+
 def test_an_external_cluster_is_used_and_nothing_is_started(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
