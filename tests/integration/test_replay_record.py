@@ -102,9 +102,9 @@ def test_100k_events_replayed_and_recorded_back_are_the_same_stream(
 
 
 def bad_input_file(path: Path) -> tuple[list[bytes], dict[int, tuple[int, str]]]:
-    """A stream with good events, wrong types, unknown actions, a missing field and a
-    truncated last record. Returns the good events' bytes and, per bad record index, its
-    (byte offset, reason)."""
+    """A stream with good events, wrong types, unknown actions, a missing field, an
+    undecodable string and a truncated last record. Returns the good events' bytes and,
+    per bad record index, its (byte offset, reason)."""
     good = [encode_event(e) for e in generated_events(40, seed=2, users=7)]
     records: list[tuple[bytes, str | None]] = [(g, None) for g in good]
     base = {"event_id": "bad", "user_id": "u1", "item_id": "i1", "action": "click", "ts": 1}
@@ -113,6 +113,7 @@ def bad_input_file(path: Path) -> tuple[list[bytes], dict[int, tuple[int, str]]]
     records.insert(11, (pack({**base, "user_id": 17}), "wrong_type"))
     records.insert(25, (pack({k: v for k, v in base.items() if k != "item_id"}), "missing_field"))
     records.insert(30, (pack({**base, "action": "like"}), "unknown_action"))
+    records.insert(33, (b"\xa2\xff\xfe", "not_msgpack"))  # well framed, but not UTF-8
     truncated = encode_event(Event("cut", "u2", "i2", "save", 5))[:-4]
     records.append((truncated, "truncated"))
     bad: dict[int, tuple[int, str]] = {}
