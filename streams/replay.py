@@ -5,7 +5,8 @@ broker), ``rejected`` (not a valid event), ``failed`` (the broker refused it) or
 ``unknown`` (no answer before the final flush gave up). All but ``sent`` are written to the
 reject file with their position, so a replay never drops anything without saying so. The
 key is the user id, so one user's events land on one partition and keep their file order
-(the idempotent producer keeps that order across retries).
+(the idempotent producer keeps that order across retries). The value is the record's bytes
+exactly as in the file, once the wire validator has accepted them: nothing is re-encoded.
 """
 
 from __future__ import annotations
