@@ -1,10 +1,10 @@
 """The dead-letter topic: every record the worker cannot use, with why and where from.
 
 A DLQ record is a msgpack map holding the reason (``streams/wire.Reason`` values, or
-``key_mismatch``/``bad_item`` here), a human detail, the original key and value bytes
-untouched, and the source topic/partition/offset, so an operator can find, fix and
-re-produce it. The DLQ message key is the original key, so one user's bad records stay
-in order.
+``key_mismatch``/``processing_failed``/``bad_item`` here), a human detail, the original
+key and value bytes untouched, and the source topic/partition/offset, so an operator can
+find, fix and re-produce it. The DLQ message key is the original key, so one user's bad
+records stay in order.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from streamrec.streams.wire import pack
 #: Reason for an event whose Kafka key is not its user_id (it would land on the wrong
 #: partition and so beside the wrong user state).
 KEY_MISMATCH = "key_mismatch"
+#: Reason for valid events whose micro-batch failed in the engine or the tables (a bug, a
+#: broken store); re-producing them is safe, as already-applied event ids are skipped.
+PROCESSING_FAILED = "processing_failed"
 #: Reason for a catalog change on ``items`` that is not a valid upsert or delete.
 BAD_ITEM = "bad_item"
 

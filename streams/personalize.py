@@ -3,7 +3,9 @@
 Per micro-batch (``stream.take_events(max_batch, within=window)``):
 
 1. decode and validate every record; a bad one goes to the DLQ with its reason, original
-   bytes and topic/partition/offset — never a crash, never a silent drop;
+   bytes and topic/partition/offset — never a crash, never a silent drop (a batch that
+   fails later, e.g. on a bug, goes there too, reason ``processing_failed``: Faust acks
+   a batch's offsets even when the agent raises, so re-raising would lose it);
 2. read the batch's users' states from table ``user_state`` (each in its own partition);
 3. ``engine.process`` on the compute thread: state updates (an already-applied event id is
    not applied again), one batched FAISS search, one batched rerank, exactly one
@@ -19,15 +21,19 @@ stored applied ids recognise: nothing lost, nothing applied twice.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
 from faust.types import EventT, StreamT
 
+from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.state import UserState
-from streamrec.streams.dlq import KEY_MISMATCH
+from streamrec.streams.dlq import KEY_MISMATCH, PROCESSING_FAILED
 from streamrec.streams.runtime import Runtime, in_partition_of
 from streamrec.streams.wire import Event, InvalidRecord, Recommendation, decode_event, pack
+
+log = logging.getLogger(__name__)
 
 
 def register(rt: Runtime) -> None:
@@ -42,22 +48,33 @@ def register(rt: Runtime) -> None:
                 valid = await _validate(rt, batch)
             if not valid:
                 continue
-            # The last event of each user decides the partition its state lives in (all of
-            # a user's events share one partition, as the key is the user id).
-            owner = {event.user_id: raw for raw, event in valid}
-            events = [event for _, event in valid]
-            with rt.metrics.stage("state_read"):
-                states = _read_states(rt, owner)
-            with rt.metrics.stage("engine"):
-                recs = await rt.run(engine.process, events, states)
-            for stage, seconds in engine.last_batch_stats.stages().items():
-                rt.metrics.stage_seconds.labels(stage).observe(seconds)
-            with rt.metrics.stage("emit"):
-                await _write_back(rt, owner, states, recs)
-                sent_at = time.time()
-            for raw, _ in valid:
-                rt.metrics.event_to_emit_seconds.observe(max(0.0, sent_at - raw.message.timestamp))
-            rt.metrics.events_processed.inc(len(events))
+            try:
+                await _personalize(rt, engine, valid)
+            except Exception as exc:  # a bug or a broken store must not drop the batch
+                log.exception("micro-batch of %d events failed; sending it to the DLQ", len(valid))
+                detail = f"{type(exc).__name__}: {exc}"
+                for raw, _ in valid:
+                    await rt.dead_letters.reject(raw.message, PROCESSING_FAILED, detail)
+
+
+async def _personalize(rt: Runtime, engine: Engine, valid: list[tuple[EventT, Event]]) -> None:
+    """Steps 2–5 for the valid events of one micro-batch."""
+    # The last event of each user decides the partition its state lives in (all of a
+    # user's events share one partition, as the key is the user id).
+    owner = {event.user_id: raw for raw, event in valid}
+    events = [event for _, event in valid]
+    with rt.metrics.stage("state_read"):
+        states = _read_states(rt, owner)
+    with rt.metrics.stage("engine"):
+        recs = await rt.run(engine.process, events, states)
+    for stage, seconds in engine.last_batch_stats.stages().items():
+        rt.metrics.stage_seconds.labels(stage).observe(seconds)
+    with rt.metrics.stage("emit"):
+        await _write_back(rt, owner, states, recs)
+        sent_at = time.time()
+    for raw, _ in valid:
+        rt.metrics.event_to_emit_seconds.observe(max(0.0, sent_at - raw.message.timestamp))
+    rt.metrics.events_processed.inc(len(events))
 
 
 async def _validate(rt: Runtime, batch: Sequence[EventT]) -> list[tuple[EventT, Event]]:

@@ -52,15 +52,29 @@ def run(
         os.environ.setdefault(var, str(settings.engine_threads))
 
     import faust
+    from kafka.errors import KafkaError
 
     from streamrec.streams.app import create_app
-    from streamrec.streams.topics import TopicCreationError, create_app_topics
+    from streamrec.streams.topics import (
+        TopicCreationError,
+        admin_client,
+        create_app_topics,
+        describe_topics,
+    )
 
-    if create_topics:
-        try:
+    try:
+        if create_topics:
             create_app_topics(settings)
-        except (TopicCreationError, OSError) as exc:
-            fail(f"cannot create topics on {settings.bootstrap_servers}: {exc}")
+        with admin_client(settings.bootstrap_servers) as admin:
+            found = describe_topics(admin, [settings.topic_events]).get(settings.topic_events)
+    except (TopicCreationError, KafkaError, OSError) as exc:
+        fail(f"cannot reach or set up topics on {settings.bootstrap_servers}: {exc}")
+    # Tables are co-partitioned with events: their changelogs get STREAMREC_PARTITIONS.
+    if found != settings.partitions:
+        fail(
+            f"topic {settings.topic_events!r} has {found or 'no'} partitions but "
+            f"STREAMREC_PARTITIONS is {settings.partitions}: they must match"
+        )
     app = create_app(settings)
     console.print(
         f"worker [bold]{settings.worker_app_id}[/] on {settings.bootstrap_servers}, "

@@ -1,0 +1,50 @@
+"""The Faust app built from Settings: configuration, codec, what it registers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faust.serializers import codecs
+
+from streamrec.config import Settings
+from streamrec.streams.app import create_app, faust_settings, runtime_of
+from streamrec.streams.codec import MSGPACK
+
+
+def test_faust_settings_follow_the_streamrec_settings(tmp_path: Path):
+    s = Settings(
+        kafka_bootstrap="k1:9092,k2:9092",
+        partitions=6,
+        worker_app_id="svc",
+        worker_web_port=7001,
+        worker_web_host="node-3",
+        worker_data_dir=tmp_path,
+        worker_standby_replicas=2,
+        worker_session_timeout_s=30,
+        worker_heartbeat_interval_s=2,
+    )
+    conf = faust_settings(s)
+    assert conf["broker"] == ["kafka://k1:9092", "kafka://k2:9092"]
+    assert conf["topic_partitions"] == 6
+    assert conf["table_standby_replicas"] == 2
+    assert conf["canonical_url"] == "http://node-3:7001"  # how other workers route here
+    assert conf["datadir"] == str(tmp_path / "svc-7001")
+    assert conf["broker_heartbeat_interval"] < conf["broker_session_timeout"]
+
+
+def test_the_app_has_the_agent_tables_and_views(tmp_path: Path):
+    app = create_app(Settings(worker_data_dir=tmp_path, worker_app_id="reg"))
+    rt = runtime_of(app)
+    assert set(app.agents) == {"personalize"}
+    assert {t.name for t in app.tables.values()} == {"user_state", "recs"}
+    # Raw keys: table_route hashes exactly the bytes the events producers hash.
+    assert rt.recs.changelog_topic.prepare_key("42", None)[0] == b"42"
+    assert {"/healthz", "/readyz", "/metrics", "/events", "/recommendations/{user_id}"} <= set(
+        app.web.views
+    )
+
+
+def test_msgpack_codec_is_registered():
+    codec = codecs.get_codec(MSGPACK)
+    value = {"items": ["a", "b"], "scores": [0.5, 0.25], "n": 3}
+    assert codec.loads(codec.dumps(value)) == value

@@ -1,0 +1,136 @@
+"""The personalize agent's logic under Faust's test_context (no broker): validation and
+DLQ routing, one recommendation per valid event, state stored per user, idempotence.
+
+The engine is real (flat FAISS index, update rule, popularity); only the two output topics
+are replaced by sinks that keep what the agent sends. Real Kafka behaviour (partitions,
+changelogs, crashes, HTTP) is covered by tests/integration/test_worker_*.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamrec.config import Settings
+from streamrec.index import build_index
+from streamrec.streams.app import create_app, runtime_of
+from streamrec.streams.core.config import EngineConfig
+from streamrec.streams.core.engine import Engine
+from streamrec.streams.core.loader import rule_of
+from streamrec.streams.core.popular import Popular
+from streamrec.streams.core.state import UserState
+from streamrec.streams.dlq import decode_dlq_record
+from streamrec.streams.wire import Event, decode_recommendation, encode_event
+
+
+class Sink:
+    """Stands in for a Kafka topic: keeps every (key, value) sent to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    def send_soon(self, *, key: bytes, value: bytes) -> None:
+        self.sent.append((key, value))
+
+    async def send(self, *, key: bytes, value: bytes) -> None:
+        self.sent.append((key, value))
+
+
+def small_engine(settings: Settings) -> Engine:
+    config = EngineConfig.from_settings(settings)
+    rng = np.random.default_rng(0)
+    ids = [f"i{i}" for i in range(300)]
+    index = build_index(ids, rng.standard_normal((300, 16)).astype(np.float32), kind="flat")
+    return Engine(index, None, rule_of(config), Popular(config.popular_half_life_s), config)
+
+
+@pytest.fixture
+def agent_run(tmp_path: Path):
+    """``agent_run(records, engine=None) -> (recs, dead, runtime)`` pushes (key, value)
+    records through the personalize agent and returns what it emitted."""
+    settings = Settings(
+        kafka_bootstrap="127.0.0.1:1",  # nothing may reach a broker
+        worker_store="memory://",
+        worker_app_id=f"unit-{tmp_path.name}",
+        worker_data_dir=tmp_path,
+        engine_k=10,
+    )
+    engines: list[Engine] = []
+    app = create_app(settings, load_engine=lambda: engines[0])
+    rt = runtime_of(app)
+    recs, dead = Sink(), Sink()
+    rt.recommendations = recs  # type: ignore[assignment]
+    rt.dead_letters.topic = dead  # type: ignore[assignment]
+
+    def run(records: list[tuple[bytes, bytes]], engine: Engine | None = None):
+        engines.append(engine or small_engine(settings))
+
+        async def push() -> None:
+            async with app.agents["personalize"].test_context() as agent:
+                for key, value in records:
+                    await agent.put(value, key=key)
+                while len(recs.sent) + len(dead.sent) < len(records):
+                    await asyncio.sleep(0.01)
+
+        asyncio.run(asyncio.wait_for(push(), timeout=30))
+        return (
+            [decode_recommendation(v) for _, v in recs.sent],
+            [decode_dlq_record(v) for _, v in dead.sent],
+            rt,
+        )
+
+    return run
+
+
+def event(n: int, user: str = "u1", item: str | None = None) -> tuple[bytes, bytes]:
+    e = Event(f"e{n}", user, item or f"i{n}", "click", 1_000 + n)
+    return user.encode(), encode_event(e)
+
+
+def test_each_valid_event_gets_one_recommendation_and_bad_ones_go_to_the_dlq(agent_run):
+    records = [event(1), (b"u1", b"\xc1 not msgpack"), event(2, "u2"), event(3)]
+    records.append((b"u3", event(4, "u4")[1]))  # key is not the event's user
+    recs, dead, _ = agent_run(records)
+    assert [r["event_id"] for r in recs] == ["e1", "e2", "e3"]
+    assert all(len(r["items"]) == 10 for r in recs)
+    assert [(d["reason"], d["value"], d["key"]) for d in dead] == [
+        ("not_msgpack", b"\xc1 not msgpack", b"u1"),
+        ("key_mismatch", records[4][1], b"u3"),
+    ]
+    assert all(d["detail"] and d["offset"] >= 0 for d in dead)
+
+
+def test_state_and_latest_recommendation_are_stored_per_user(agent_run):
+    recs, _, rt = agent_run([event(1, item="i7"), event(2, item="i8"), event(3, "u2")])
+    state = UserState.from_map(rt.user_state["u1"])
+    assert state.n_events == 2
+    assert {"i7", "i8"} <= state.exclude
+    assert rt.recs["u1"]["event_id"] == "e2"
+    assert rt.recs["u1"]["items"] == recs[1]["items"]
+    assert not {"i7", "i8"} & set(recs[1]["items"])
+
+
+def test_a_redelivered_event_is_answered_but_not_applied_twice(agent_run):
+    recs, _, rt = agent_run([event(1), event(2), event(1), event(2)])
+    assert [r["event_id"] for r in recs] == ["e1", "e2", "e1", "e2"]
+    assert UserState.from_map(rt.user_state["u1"]).n_events == 2
+
+
+class BrokenEngine(Engine):
+    """A real engine with a bug in its micro-batch step."""
+
+    def process(self, events, states, **kwargs):
+        raise RuntimeError("bug in the engine")
+
+
+def test_a_failing_batch_goes_to_the_dlq_instead_of_being_lost(agent_run, tmp_path):
+    good = small_engine(Settings())
+    broken = BrokenEngine(good.index, None, good.rule, good.popular, good.config)
+    recs, dead, _ = agent_run([event(1), event(2, "u2")], engine=broken)
+    assert recs == []
+    assert [(d["reason"], d["detail"]) for d in dead] == [
+        ("processing_failed", "RuntimeError: bug in the engine")
+    ] * 2
