@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -102,7 +103,7 @@ def evaluate(
         console=console,
     ) as progress:
 
-        def track(label: str, total: int):  # type: ignore[no-untyped-def]
+        def track(label: str, total: int) -> Callable[[int], None]:
             task = progress.add_task(label, total=total)
             return lambda n: progress.advance(task, n)
 

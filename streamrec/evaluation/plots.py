@@ -80,7 +80,7 @@ def _latency(ev: Evaluation, path: Path) -> Path:
     ms = [ev.replay.outcomes[n].latency_s * 1000.0 for n in engines]
     low = max(min(float(m.min()) for m in ms), 1e-3)
     high = max(float(m.max()) for m in ms) * 1.01
-    bins = np.geomspace(low, max(high, low * 1.1), 50)
+    bins = np.geomspace(low, max(high, low * 1.1), 50).tolist()
     for name, values in zip(engines, ms, strict=True):
         ax.hist(values, bins=bins, histtype="step", linewidth=1.4, label=name)
     ax.set_xscale("log")

@@ -278,9 +278,9 @@ def replay(
                     ranks[s][pos] = where[0]
                 covered[s][top[:coverage_k]] = True
                 if want[pos]:
-                    cur[user] = _required(emitted[j])
+                    cur[user] = kept = _required(emitted[j])
                     if tracked[pos]:
-                        traces[s][pos] = emitted[j]
+                        traces[s][pos] = kept
         if advance is not None:
             advance(stop - start)
     outcomes = {

@@ -195,11 +195,11 @@ def to_markdown(summary: dict[str, Any], plots: list[str]) -> str:
         "|---|" + "---|" * (2 * len(split_names)),
     ]
     for name, s in summary["systems"].items():
-        cells = []
+        row: list[str] = []
         for sp in split_names:
             got = s["splits"].get(sp)
-            cells += [_ci(got[primary]), _ci(got["MRR"])] if got else ["-", "-"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            row += [_ci(got[primary]), _ci(got["MRR"])] if got else ["-", "-"]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
     lines += [
         "",
         "## Freshness and cost (in process)",

@@ -304,7 +304,7 @@ def _baseline(
     k: int,
     vectors: np.ndarray,
     settings: Settings,
-) -> bl.Baseline:
+) -> bl.Popularity:
     if name == "popular":
         return bl.Popularity(history, n_items, k)
     if name == "recent":
