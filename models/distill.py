@@ -28,13 +28,13 @@ Progress = Callable[[int], None]  # advance by this many steps
 class FitConfig:
     """Optimisation settings shared by teacher and student."""
 
-    epochs: int = 6
+    epochs: int = 5
     batch_groups: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-5
     train_candidates: int = 64
     temperature: float = 2.0
-    soft_weight: float = 0.7  # student: weight of the teacher's soft targets vs hard labels
+    soft_weight: float = 0.3  # student: weight of the teacher's soft targets vs hard labels
     seed: int = 0
 
 

@@ -324,7 +324,7 @@ class Settings(BaseSettings):
         "offline metrics; embeddings and rerankers never learn from it.",
     )
     train_examples: int = Field(
-        30_000,
+        20_000,
         ge=100,
         description="Events sampled (uniformly, after each user's first) from the learning part "
         "as ranking groups: the engine's candidates for the event, labelled by what came next.",
@@ -347,7 +347,7 @@ class Settings(BaseSettings):
     train_seq_len: int = Field(
         20, ge=1, description="The teacher attends over this many of the user's last actions."
     )
-    train_epochs: int = Field(6, ge=1, description="Epochs of the teacher and of the student.")
+    train_epochs: int = Field(5, ge=1, description="Epochs of the teacher and of the student.")
     train_quick_epochs: int = Field(3, ge=1, description="`--quick`: epochs instead of `train_epochs`.")
     train_batch_groups: int = Field(64, ge=1, description="Ranking groups (events) per step.")
     train_lr: float = Field(2e-3, gt=0, description="AdamW learning rate.")
@@ -364,7 +364,7 @@ class Settings(BaseSettings):
     )
     train_temperature: float = Field(2.0, gt=0, description="Distillation temperature.")
     train_soft_weight: float = Field(
-        0.7,
+        0.3,
         ge=0,
         le=1,
         description="Weight of the teacher's soft targets in the student's loss (rest: labels).",
