@@ -28,9 +28,13 @@ class IndexParams:
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 256
+    """recall@200 0.951 at 1M x 64 with M 32 / efConstruction 80 (0.67 ms/query CPU)."""
     ivf_nlist: int = 0
-    """Inverted lists; 0 = about 4 x sqrt(items), capped so every list trains on >= 39 points."""
-    ivf_nprobe: int = 24
+    """Inverted lists; 0 = about 4 x sqrt(items), capped so every list trains on >= 39 points.
+    At 1M x 64 (clustered), recall@200 0.95 cost 0.36 ms/query (CPU, batch 64) with 4000
+    lists, 0.43 with 2048 and 0.45 with 8192."""
+    ivf_nprobe: int = 40
+    """Lists scanned per query: 40 of 4000 gives recall@200 0.951 at 1M x 64."""
     blas_threshold: int = 512
     """faiss uses BLAS for exact distances when queries x dim >= this. faiss's default 128000
     keeps micro-batches on its scalar path; measured on 50k x 64, 1 thread: batch 64 takes

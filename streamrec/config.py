@@ -409,7 +409,7 @@ class Settings(BaseSettings):
     index_ivf_nlist: int = Field(
         0, ge=0, description="IVF inverted lists; 0 = about 4 x sqrt(items)."
     )
-    index_ivf_nprobe: int = Field(24, ge=1, description="IVF lists scanned per query.")
+    index_ivf_nprobe: int = Field(40, ge=1, description="IVF lists scanned per query.")
     index_blas_threshold: int = Field(
         512,
         ge=0,
