@@ -107,6 +107,11 @@ class CandidateIndex:
         """Dead rows still inside the faiss index (deleted or replaced, not yet compacted)."""
         return self._seg.dead
 
+    @property
+    def compacting(self) -> bool:
+        """True between a compaction's snapshot and its swap (mutations are journalled)."""
+        return self._journal is not None
+
     def __len__(self) -> int:
         return len(self._seg.pos)
 

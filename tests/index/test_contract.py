@@ -4,6 +4,7 @@ and the GPU kinds (marked ``gpu``) where faiss sees a GPU."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,3 +304,25 @@ def test_concurrent_search_and_mutation(build: Build, catalog, queries) -> None:
     assert len(index) == len(ids) - 1200 + 600
     final = index.search(queries, K)
     assert not {i for row in final.ids for i in row} & deleted
+
+
+def test_mutations_during_a_background_compaction_are_replayed(catalog, queries) -> None:
+    ids, vectors = catalog
+    index = build_index(ids, vectors, kind="hnsw", compact_min_dead=10**9)
+    index.delete(ids[:100])
+    index._compact_soon()  # what crossing the threshold does
+    deadline = time.monotonic() + 30
+    while not index.compacting and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    assert index.compacting, "the background compaction never started"
+    index.delete(ids[100:200])
+    index.upsert(["during"], queries[:1] * 3)
+    index.upsert([ids[300]], queries[1:2] * 3)
+    index.wait_for_compaction()
+    assert index.stats.compactions == 1
+    assert len(index) == len(ids) - 200 + 1
+    assert ids[150] not in index and "during" in index
+    got = index.search(queries[:2], K).ids
+    assert got[0][0] == "during" and got[1][0] == ids[300]
+    assert not {i for row in got for i in row} & set(ids[:200])
+    assert index.tombstones == 101  # replayed deletes + the replaced row: dead in the new one
