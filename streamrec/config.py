@@ -84,10 +84,11 @@ class Settings(BaseSettings):
         description="Half-life in seconds of event time (not wall clock) of a user's embedding(s).",
     )
     engine_half_life_events: float = Field(
-        20.0,
+        3.0,
         ge=0,
-        description="Half-life in events of a user's embedding(s): each new action halves the "
-        "weight of history after this many events; 0 disables count decay.",
+        description="Half-life in actions of a user's embedding(s): history loses half its "
+        "weight every this many new actions, on top of the time decay; 0 disables it (3 gave "
+        "the best retrieval HR@10 of 2-50 on MovieLens-1M).",
     )
     engine_weight_click: float = Field(1.0, gt=0, description="Weight of a click in user updates.")
     engine_weight_save: float = Field(

@@ -22,7 +22,7 @@ class EngineConfig:
     candidates: int = 200
     rule: str = "decayed"
     half_life_s: float = 3 * 86400.0
-    half_life_events: float = 20.0
+    half_life_events: float = 3.0
     action_weights: Mapping[str, float] = field(
         default_factory=lambda: MappingProxyType({"click": 1.0, "save": 2.0})
     )

@@ -273,3 +273,9 @@ def test_interests_share_the_candidates_in_proportion_to_their_weight() -> None:
     assert ids == ["s0", "s1", "s2", "w0", "s3", "s4"]
     np.testing.assert_allclose(merged, [6, 5, 4, 5, 3, 2])
     assert _interleave([strong], scores[:1], np.ones(1), 3)[0] == strong[:3]
+
+
+def test_an_empty_batch_gives_no_recommendations(make_engine: MakeEngine) -> None:
+    engine = make_engine()
+    assert engine.process([], {}) == []
+    assert engine.last_batch_stats.events == 0
