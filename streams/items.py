@@ -131,12 +131,13 @@ class CatalogFollower(Service):
             if records:
                 await self._apply(engine, records)
             if not self.rt.items_caught_up:
+                positions = {tp: await consumer.position(tp) for tp in self._targets}
                 self.rt.items_caught_up = all(
-                    (await consumer.position(tp)) >= end for tp, end in self._targets.items()
+                    positions[tp] >= end for tp, end in self._targets.items()
                 )
 
     async def _apply(self, engine: Engine, records: list[ConsumerRecord]) -> None:
-        dim = engine.index.dim  # type: ignore[attr-defined]
+        dim = engine.index.dim
         changes = []
         for record in records:
             try:
@@ -152,7 +153,7 @@ class CatalogFollower(Service):
         if deletes:
             await self.rt.run(engine.apply_item_delete, deletes)
             self.rt.metrics.catalog_changes.labels(DELETE).inc(len(deletes))
-        self.rt.metrics.catalog_size.set(len(engine.index))  # type: ignore[arg-type]
+        self.rt.metrics.catalog_size.set(len(engine.index))
 
 
 def _as_message(record: ConsumerRecord) -> Message:

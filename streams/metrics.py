@@ -97,7 +97,7 @@ class Metrics:
 
     def watch_lag(self, lag: Callable[[], Mapping[tuple[str, int], int]]) -> None:
         """Report consumer lag from ``lag()`` at every scrape."""
-        self.registry.register(_LagCollector(lag))  # type: ignore[arg-type]
+        self.registry.register(_LagCollector(lag))
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

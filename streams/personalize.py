@@ -43,7 +43,9 @@ def register(rt: Runtime) -> None:
     @rt.app.agent(rt.events, name="personalize")
     async def personalize(stream: StreamT) -> None:
         engine = await rt.engine()
-        async for batch in stream.take_events(s.worker_max_batch, s.worker_batch_window_ms / 1000):
+        window_s = s.worker_batch_window_ms / 1000
+        # take_events (not take): each event's message says where its user's state lives.
+        async for batch in stream.take_events(s.worker_max_batch, window_s):  # type: ignore[attr-defined]
             with rt.metrics.stage("decode"):
                 valid = await _validate(rt, batch)
             if not valid:

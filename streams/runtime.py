@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import faust
 from faust.streams import _current_event
@@ -102,7 +102,10 @@ class Runtime:
         table is made: ``bytes`` keys give raw. Values are sent with the table's value
         serializer, set to msgpack before the app starts.
         """
-        table = self.app.Table(name, key_type=bytes, partitions=self.settings.partitions, help=help)
+        table = cast(
+            faust.Table,
+            self.app.Table(name, key_type=bytes, partitions=self.settings.partitions, help=help),
+        )
         table.value_serializer = MSGPACK
         return table
 
@@ -132,7 +135,7 @@ class Runtime:
     # --- health --------------------------------------------------------------------
     def readiness(self) -> dict[str, bool]:
         """Each readiness condition; the worker is ready when all hold."""
-        recovery = self.app.tables.recovery
+        recovery = self.app.tables.recovery  # type: ignore[attr-defined]
         return {
             "engine_loaded": self.engine_loaded,
             "catalog_caught_up": self.items_caught_up,

@@ -125,11 +125,13 @@ def register(rt: Runtime) -> None:
             if (refused := denied(self, request)) is not None:
                 return refused
             limit = settings.max_event_bytes
-            if (request.content_length or 0) > limit:
-                detail = f"{request.content_length} bytes exceeds the limit of {limit}"
+            length = int(request.headers.get("Content-Length") or 0)
+            if length > limit:
+                detail = f"{length} bytes exceeds the limit of {limit}"
                 return self.json({"reason": Reason.OVERSIZE.value, "error": detail}, status=413)
             body = await request.read()
-            if request.content_type == "application/json":
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if content_type == "application/json":
                 try:
                     body = pack(json.loads(body))
                 except ValueError as exc:

@@ -1,7 +1,8 @@
 """Done-means 5 of the worker (issue 6): the live catalog on topic ``items``.
 
 An item deleted via ``items`` never appears in recommendations emitted after the worker
-applied the delete; an upserted item can appear.
+applied the delete; an upserted item can appear; a worker started later applies the same
+changes before it reports ready.
 """
 
 from __future__ import annotations
@@ -73,3 +74,15 @@ def test_deleted_item_is_never_recommended_after_the_delete_and_upserted_one_can
     assert not [r["event_id"] for r in later if target in r["items"]]
     assert any(new_item in r["items"] for r in later)
     assert worker.metric("streamrec_catalog_items") == len(index)  # one out, one in
+
+    # A worker started later replays the catalog changes before it reports ready.
+    late_topics = Topics.make(make_topic, partitions=4)
+    late_topics.items = topics.items
+    late = new_worker(late_topics, art, engine_k="50", engine_candidates="50").start()
+    late.wait_ready()
+    assert late.metric("streamrec_catalog_changes_total") == 2
+    produce_events(kafka_bootstrap, late_topics.events, after)
+    recs = read_topic(kafka_bootstrap, late_topics.recommendations, lambda v: len(v) >= len(after))
+    assert len(recs) == len(after)
+    assert not [r["event_id"] for r in recs if target in r["items"]]
+    assert any(new_item in r["items"] for r in recs)
