@@ -105,7 +105,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 def show(title: str, rec: dict) -> None:
     items = ", ".join(rec["items"][:8])
-    console.print(f"    {title:<7} [{rec['source']}] {items} …", highlight=False)
+    console.print(f"    {title:<7} ({rec['source']}) {items} …", highlight=False)
 
 
 def next_events(test_part: Path, held: int) -> tuple[list[Event], list[Event]]:
