@@ -46,7 +46,9 @@ def _stream(ev: Evaluation, metric: str, path: Path, window: int) -> Path:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for name, outcome in ev.replay.outcomes.items():
         curve = sliding(gains(outcome.ranks, metric), window)
-        ax.plot(np.arange(1, len(curve) + 1), curve, **_style(name, ev.kinds[name]))
+        skip = min(window // 10, len(curve) - 1)  # the first few events make a noisy spike
+        x = np.arange(1, len(curve) + 1)
+        ax.plot(x[skip:], curve[skip:], **_style(name, ev.kinds[name]))
     ax.set_xlabel("held-out event")
     ax.set_ylabel(f"{metric} (trailing {window:,} events)")
     ax.set_title(f"{metric} over the stream")
