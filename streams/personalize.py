@@ -92,7 +92,7 @@ async def _validate(rt: Runtime, batch: Sequence[EventT]) -> list[tuple[EventT, 
         except InvalidRecord as err:
             await rt.dead_letters.reject(msg, err.reason.value, err.detail)
             continue
-        if msg.key is not None and msg.key != event.user_id.encode():
+        if msg.key != event.user_id.encode():  # a keyless event too: its partition is random
             detail = f"message key {msg.key!r} is not the event's user_id {event.user_id!r}"
             await rt.dead_letters.reject(msg, KEY_MISMATCH, detail)
             continue

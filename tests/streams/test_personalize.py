@@ -65,7 +65,7 @@ def agent_run(tmp_path: Path):
     rt.recommendations = recs  # type: ignore[assignment]
     rt.dead_letters.topic = dead  # type: ignore[assignment]
 
-    def run(records: list[tuple[bytes, bytes]], engine: Engine | None = None):
+    def run(records: list[tuple[bytes | None, bytes]], engine: Engine | None = None):
         engines.append(engine or small_engine(settings))
 
         async def push() -> None:
@@ -93,12 +93,14 @@ def event(n: int, user: str = "u1", item: str | None = None) -> tuple[bytes, byt
 def test_each_valid_event_gets_one_recommendation_and_bad_ones_go_to_the_dlq(agent_run):
     records = [event(1), (b"u1", b"\xc1 not msgpack"), event(2, "u2"), event(3)]
     records.append((b"u3", event(4, "u4")[1]))  # key is not the event's user
+    records.append((None, event(5, "u5")[1]))  # no key: it landed on a random partition
     recs, dead, _ = agent_run(records)
     assert [r["event_id"] for r in recs] == ["e1", "e2", "e3"]
     assert all(len(r["items"]) == 10 for r in recs)
     assert [(d["reason"], d["value"], d["key"]) for d in dead] == [
         ("not_msgpack", b"\xc1 not msgpack", b"u1"),
         ("key_mismatch", records[4][1], b"u3"),
+        ("key_mismatch", records[5][1], None),
     ]
     assert all(d["detail"] and d["offset"] >= 0 for d in dead)
 
