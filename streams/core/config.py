@@ -27,7 +27,7 @@ class EngineConfig:
         default_factory=lambda: MappingProxyType({"click": 1.0, "save": 2.0})
     )
     interests: int = 4
-    interest_threshold: float = 0.5
+    interest_threshold: float = 0.2
     recent_size: int = 50
     seen_size: int = 1000
     applied_ids: int = 256

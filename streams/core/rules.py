@@ -171,7 +171,7 @@ def make_rule(
     half_life_events: float,
     action_weights: Mapping[str, float],
     interests: int = 4,
-    threshold: float = 0.5,
+    threshold: float = 0.2,
 ) -> UpdateRule:
     """The update rule called ``name`` (``decayed`` or ``multi``)."""
     if name == "decayed":
