@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
+
 from streamrec.models.metrics import ndcg_hr_at_k
 from streamrec.models.ranking_data import RankingGroups
 from streamrec.models.student import Student, StudentConfig
 from streamrec.models.teacher import Teacher, TeacherConfig
-from torch import nn
 
 Progress = Callable[[int], None]  # advance by this many steps
 

@@ -18,6 +18,7 @@ import onnx
 import onnxruntime as ort
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
+
 from streamrec.models.metadata import ModelMetadata
 from streamrec.models.scorer import session_options
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
 from streamrec.models.metadata import ModelFileError, ModelMetadata, check_feature_spec
 
 CUDA = "CUDAExecutionProvider"

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from streamrec.models.export import export_onnx
 from streamrec.models.metadata import ModelMetadata
 from streamrec.models.student import Student, StudentConfig

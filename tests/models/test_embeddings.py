@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from streamrec.models.embeddings import METHODS, EmbeddingConfig, train_item_embeddings
 
 

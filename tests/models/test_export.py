@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from streamrec.models.export import ParityError, check_parity, export_onnx, read_metadata
 from streamrec.models.metadata import ModelMetadata
 from streamrec.models.student import Student

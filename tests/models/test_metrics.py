@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from streamrec.models.metrics import ndcg_hr_at_k, ranks_of_relevant, retrieval_order_scores
 
 

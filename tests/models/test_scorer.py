@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from streamrec.models.export import export_onnx, quantize_int8
 from streamrec.models.metadata import FeatureSpecMismatch, ModelFileError, ModelMetadata
 from streamrec.models.scorer import CPU, CUDA, Scorer

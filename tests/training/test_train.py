@@ -9,6 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
+from streamrec.cli import app
+from streamrec.config import Settings
+from streamrec.data.synth import SynthConfig, generate
 from streamrec.index.vectors import load_vectors
 from streamrec.models.export import read_metadata
 from streamrec.models.scorer import Scorer
@@ -16,11 +21,6 @@ from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.loader import load_engine
 from streamrec.streams.core.state import UserState
 from streamrec.streams.recorded import read_events
-from typer.testing import CliRunner
-
-from streamrec.cli import app
-from streamrec.config import Settings
-from streamrec.data.synth import SynthConfig, generate
 from streamrec.training.config import TrainingConfig
 from streamrec.training.pipeline import train
 
