@@ -23,6 +23,7 @@ import shutil
 from contextlib import ExitStack
 from pathlib import Path
 
+import requests
 from rich.console import Console
 from rich.table import Table
 
@@ -92,7 +93,23 @@ def run_config(
         paced = events[half : half + int(rate * 20)]  # about 20 s at that rate
         p50, p99, n, _ = send(bootstrap, worker, paced, ["--rate", f"{rate:.0f}"])
         return {"events_per_s": per_s, "backlog": backlog, "rate": rate,
-                "p50_ms": p50, "p99_ms": p99, "paced": n}  # fmt: skip
+                "p50_ms": p50, "p99_ms": p99, "paced": n, **stage_costs(worker.url)}  # fmt: skip
+
+
+def stage_costs(url: str) -> dict[str, float]:
+    """Mean batch size and ms per event of each stage, from the worker's /metrics."""
+    sums: dict[str, float] = {}
+    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(("streamrec_stage_seconds_sum", "streamrec_batch_size_")):
+            name, value = line.rsplit(" ", 1)
+            sums[name] = float(value)
+    events = sums["streamrec_batch_size_sum"]
+    costs = {"batch": events / max(1.0, sums["streamrec_batch_size_count"])}
+    for name, seconds in sums.items():
+        if name.startswith("streamrec_stage_seconds_sum"):
+            stage = name.split('"')[1]
+            costs[f"{stage}_ms"] = 1000 * seconds / events
+    return costs
 
 
 def main() -> None:
@@ -102,7 +119,7 @@ def main() -> None:
     parser.add_argument("--per-event-events", type=int, default=6_000, help="Per-event run.")
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=120)
     settings = Settings()
     OUT.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -128,6 +145,13 @@ def main() -> None:
         table.add_row(name, f"{r['events_per_s']:,.0f}", f"{r['rate']:,.0f}/s",
                       f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}")  # fmt: skip
     console.print(table)
+    stages = Table(title="ms per event by stage (engine = apply + search + features + rerank)")
+    names = [k for k in results["batched"] if k.endswith("_ms") and not k.startswith("p")]
+    for column in ("config", "mean batch", *[n[:-3] for n in names]):
+        stages.add_column(column, justify="right")
+    for name, r in results.items():
+        stages.add_row(name, f"{r['batch']:.0f}", *[f"{r[n]:.2f}" for n in names])
+    console.print(stages)
     speedup = results["batched"]["events_per_s"] / results["per-event"]["events_per_s"]
     console.print(f"batched / per-event throughput: {speedup:.1f}x")
     console.print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
