@@ -26,6 +26,9 @@ import numpy as np
 from streamrec.streams.core.state import UserState
 
 _EPS = 1e-12
+#: Interests holding less than this share of a user's weight are not searched: the weighted
+#: merge would give them under 1 in 20 candidate slots, yet each costs a full search row.
+MIN_QUERY_SHARE = 0.05
 _ONE = np.ones(1, dtype=np.float32)
 _ONE.flags.writeable = False
 
@@ -101,9 +104,11 @@ class UpdateRule(ABC):
             return vector / max(float(np.sqrt(vector[0] @ vector[0])), _EPS), _ONE
         masses = np.asarray(state.masses, dtype=np.float64)
         order = np.argsort(-masses, kind="stable")
-        order = order[masses[order] > 0]
+        keep = masses[order] >= MIN_QUERY_SHARE * masses.sum()
+        keep[0] = True  # the strongest interest is always searched
+        order = order[keep]
         vectors = unit(np.asarray(state.vectors, dtype=np.float64)[order])
-        weights = masses[order] / max(masses.sum(), _EPS)
+        weights = masses[order] / masses[order].sum()
         return vectors.astype(np.float32), weights.astype(np.float32)
 
 

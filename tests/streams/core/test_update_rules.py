@@ -109,3 +109,17 @@ def test_zero_weight_actions_make_no_query() -> None:
     rule, state = decayed(), UserState()
     rule.update(state, np.ones(4), 0.0, 0)
     assert len(rule.queries(state, 4)[0]) == 0
+
+
+def test_negligible_interests_are_not_searched() -> None:
+    rule = MultiInterest(
+        interests=3, threshold=0.9, half_life_s=1e6, half_life_events=0, action_weights=WEIGHTS
+    )
+    state = UserState()
+    e = np.eye(3)
+    rule.update(state, e[0], 10.0, 0)
+    rule.update(state, e[1], 9.0, 0)
+    rule.update(state, e[2], 0.5, 0)  # 2.6 % of the weight
+    queries, weights = rule.queries(state, 3)
+    np.testing.assert_allclose(queries, e[:2], atol=1e-6)
+    np.testing.assert_allclose(weights, [10 / 19, 9 / 19], rtol=1e-6)
