@@ -34,7 +34,9 @@ class TrainingConfig:
     gate_speedup: float
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, quick: bool = False, seed: int | None = None):
+    def from_settings(
+        cls, settings: Settings, *, quick: bool = False, seed: int | None = None
+    ) -> TrainingConfig:
         """The run the settings describe; ``quick`` uses the ``train_quick_*`` sizes."""
         seed = settings.train_seed if seed is None else seed
         return cls(

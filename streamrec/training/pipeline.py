@@ -119,7 +119,10 @@ def _train(
     item_ids, seqs, weights = stream.item_sequences(rule.weight)
     vectors = train_item_embeddings(seqs, weights, len(item_ids), config.embedding)
     save_vectors(out_dir / ITEM_VECTORS, item_ids, vectors)
-    index = build_index(item_ids, vectors, metric="ip", device="cpu", **settings.index_params)
+    index = build_index(
+        item_ids, vectors, kind=settings.index_kind, metric="ip", device="cpu",
+        **settings.index_params,
+    )  # fmt: skip
     index.save(out_dir / INDEX_DIR)
     clock["embeddings_s"] = time.perf_counter() - t0
 
