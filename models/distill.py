@@ -4,7 +4,8 @@ Both learn listwise over each event's retrieved candidates (softmax cross-entrop
 the gains, so a save pulls harder than a click), on a random subset of each group's
 candidates per step (every positive plus random hard negatives). The student's loss mixes
 the teacher's soft ranking (KL at temperature ``T``) with the hard labels. The epoch with
-the best validation NDCG@10 is kept, so more epochs never make a model worse.
+the best validation NDCG@10 is kept, so extra epochs cannot make the kept model worse on
+validation.
 """
 
 from __future__ import annotations

@@ -328,8 +328,9 @@ class Settings(BaseSettings):
     train_examples: int = Field(
         20_000,
         ge=100,
-        description="Events sampled (uniformly, after each user's first) from the learning part "
-        "as ranking groups: the engine's candidates for the event, labelled by what came next.",
+        description="Events sampled uniformly from the learning part as ranking groups: the "
+        "engine's candidates for the event, labelled by what came next (events of cold users, "
+        "who are served popular items, are dropped).",
     )
     train_eval_events: int = Field(
         5000, ge=100, description="Held-out events sampled for the report's NDCG@10 / HR@10."
