@@ -351,7 +351,9 @@ class Settings(BaseSettings):
         20, ge=1, description="The teacher attends over this many of the user's last actions."
     )
     train_epochs: int = Field(5, ge=1, description="Epochs of the teacher and of the student.")
-    train_quick_epochs: int = Field(3, ge=1, description="`--quick`: epochs instead of `train_epochs`.")
+    train_quick_epochs: int = Field(
+        3, ge=1, description="`--quick`: epochs instead of `train_epochs`."
+    )
     train_batch_groups: int = Field(64, ge=1, description="Ranking groups (events) per step.")
     train_lr: float = Field(2e-3, gt=0, description="AdamW learning rate.")
     train_candidates: int = Field(
