@@ -279,3 +279,32 @@ def test_an_empty_batch_gives_no_recommendations(make_engine: MakeEngine) -> Non
     engine = make_engine()
     assert engine.process([], {}) == []
     assert engine.last_batch_stats.events == 0
+
+
+class RecordingStates(dict[str, UserState]):
+    """A plain mapping that records assignments, as a Faust table turns them into changelog
+    writes (mutating a stored object in place would not be persisted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.assigned: list[str] = []
+
+    def __setitem__(self, key: str, value: UserState) -> None:
+        self.assigned.append(key)
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+
+def test_every_user_of_a_batch_is_written_back_by_assignment(
+    make_engine: MakeEngine, make_stream: MakeStream
+) -> None:
+    events = make_stream(50, users=5)
+    states = RecordingStates()
+    engine = make_engine()
+    engine.process(events[:25], states)
+    states.assigned.clear()
+    engine.process(events[25:], states)
+    assert set(states.assigned) == {e.user_id for e in events[25:]}
