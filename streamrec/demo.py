@@ -39,7 +39,7 @@ console = Console()
 STREAMREC = str(Path(sys.executable).with_name("streamrec"))
 #: Events per second the demo replays at: steady, well below one worker's capacity, so
 #: the latency shown is the system's, not a queue's.
-REPLAY_RATE = 1000
+REPLAY_RATE = 500
 #: Held-out events kept back from the replay, to be sent one by one as "next events".
 SHOWN_USERS = 3
 
