@@ -347,7 +347,7 @@ def _latency(
 ) -> dict[str, dict[str, float]]:
     """p50/p99 of one call over ``LATENCY_CANDIDATES`` candidates for each runtime."""
     runs = config.latency_runs
-    advance = tracker(progress, "timing rerankers", 4 * runs)
+    advance = tracker(progress, "timing rerankers", runs)
     feeds = {k: v.numpy() for k, v in probe.items()}
     rows = feeds["features"][0]
     session = onnx_session(teacher_onnx)
@@ -362,7 +362,7 @@ def _latency(
         "student_fp32": lambda: fp32.score(rows),
         "student_int8": lambda: int8.score(rows),
     }
-    return {name: time_calls(call, runs, advance).as_dict() for name, call in calls.items()}
+    return {name: t.as_dict() for name, t in time_calls(calls, runs, advance).items()}
 
 
 def _jsonable(value: Any) -> Any:
