@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: install demo test test-fast bench lint docs clean kafka-start kafka-stop
+.PHONY: install demo test test-fast bench bench-index bench-engine lint docs clean kafka-start kafka-stop
 
 install: $(STAMP)
 
@@ -26,8 +26,14 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not slow and not integration"
 
-bench: install
-	$(BIN)/python -m loadtest.bench
+# Benchmarks print figures (they assert nothing); 1M-item catalogs take minutes to build.
+bench: bench-index bench-engine
+
+bench-index: install
+	$(BIN)/streamrec index bench --items 1000000 --dim 64 --queries 2000 --batch 64
+
+bench-engine: install
+	$(BIN)/python -m loadtest.bench_engine
 
 lint: install
 	$(BIN)/ruff check .

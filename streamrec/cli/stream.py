@@ -350,6 +350,7 @@ def import_(
         f"wrote {output}: {stats.written:,} events from {stats.rows:,} rows · "
         f"rejected {stats.rejected:,}",
         highlight=False,
+        soft_wrap=True,  # a long path must stay on one line for scripts that read this
     )
     if stats.out_of_order and not sort:
         console.print(

@@ -1,0 +1,201 @@
+"""Locust load tests for a running streamrec worker.
+
+Two kinds of user, pick one or both with locust's class selection:
+
+* ``HttpFeedUser`` — reads ``GET /recommendations/{user_id}`` (the feed) and posts events
+  to ``POST /events``, as a front end would. ``--host`` is the worker's web address.
+* ``KafkaEventUser`` — produces events straight to topic ``events`` and measures
+  **event → recommendation latency**: a background consumer on ``recommendations`` matches
+  each message's ``event_id`` to the send time and reports it to locust as request
+  ``kafka event→recommendation`` (a missing answer after ``--answer-timeout`` is a failure).
+
+Events come from a recorded stream (``--events-file``, cycled, with fresh event ids so the
+engine's idempotence does not drop them) or, without one, from synthetic ids.
+
+Example (worker on 127.0.0.1:6066, local broker)::
+
+    locust -f loadtest/locustfile.py --headless -u 20 -r 5 -t 60s \\
+        --host http://127.0.0.1:6066 --events-file data/ml100k.msgpack
+
+The Kafka settings (bootstrap, topic names) come from the usual ``STREAMREC_`` variables.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from locust import HttpUser, User, between, events, task
+from locust.env import Environment
+from streamrec.streams.recorded import read_events
+from streamrec.streams.wire import Event, decode_recommendation, encode_event
+
+from streamrec.config import Settings
+
+SETTINGS = Settings()
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser: Any) -> None:
+    parser.add_argument("--events-file", default="", help="Recorded stream to draw events from.")
+    parser.add_argument("--users-count", type=int, default=1000, help="Synthetic user ids.")
+    parser.add_argument("--items-count", type=int, default=1000, help="Synthetic item ids.")
+    parser.add_argument(
+        "--answer-timeout", type=float, default=10.0, help="Seconds to wait for a recommendation."
+    )
+
+
+class EventSource:
+    """An endless, thread-safe supply of fresh events (recorded ones cycled, or synthetic)."""
+
+    def __init__(self, path: str, users: int, items: int) -> None:
+        self._lock = threading.Lock()
+        self._it: Iterator[Event]
+        if path:
+            recorded = list(itertools.islice(read_events(path), 200_000))
+            if not recorded:
+                raise ValueError(f"{path}: no events")
+            self._it = itertools.cycle(recorded)
+        else:
+            rng = random.Random(7)
+            self._it = (
+                Event(
+                    "",
+                    f"u{rng.randrange(users)}",
+                    f"i{rng.randrange(items)}",
+                    rng.choice(("click", "click", "save")),
+                    0,
+                )
+                for _ in itertools.count()
+            )
+
+    def next(self) -> Event:
+        """The next event with a fresh id and the current time."""
+        with self._lock:
+            base = next(self._it)
+        return Event(
+            f"load-{uuid.uuid4().hex}",
+            base.user_id,
+            base.item_id,
+            base.action,
+            int(time.time() * 1000),
+            base.surface,
+            base.weight,
+        )
+
+
+class LatencyTracker:
+    """Matches recommendations to the events that caused them and reports the latency."""
+
+    def __init__(self, environment: Environment, timeout_s: float) -> None:
+        self._env = environment
+        self._timeout = timeout_s
+        self._sent: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._consumer = KafkaConsumer(
+            SETTINGS.topic_recommendations,
+            bootstrap_servers=SETTINGS.bootstrap_servers,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        self._thread = threading.Thread(target=self._run, name="recs-consumer", daemon=True)
+        self._thread.start()
+
+    def sent(self, event_id: str) -> None:
+        with self._lock:
+            self._sent[event_id] = time.perf_counter()
+
+    def _fire(self, name: str, started: float, exc: Exception | None, length: int = 0) -> None:
+        self._env.events.request.fire(
+            request_type="kafka",
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=length,
+            exception=exc,
+            context={},
+        )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for records in self._consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    event_id = decode_recommendation(record.value).get("event_id")
+                    with self._lock:
+                        started = self._sent.pop(event_id, None)
+                    if started is not None:
+                        self._fire("event→recommendation", started, None, len(record.value))
+            self._expire()
+
+    def _expire(self) -> None:
+        deadline = time.perf_counter() - self._timeout
+        with self._lock:
+            late = [(eid, t) for eid, t in self._sent.items() if t < deadline]
+            for eid, _ in late:
+                del self._sent[eid]
+        for eid, started in late:
+            self._fire("event→recommendation", started, TimeoutError(f"no answer to {eid}"))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+
+_shared: dict[str, Any] = {}
+
+
+@events.test_start.add_listener
+def _start(environment: Environment, **_: Any) -> None:
+    opts = environment.parsed_options
+    _shared["source"] = EventSource(opts.events_file, opts.users_count, opts.items_count)
+    if any(cls.__name__ == "KafkaEventUser" for cls in environment.user_classes):
+        _shared["tracker"] = LatencyTracker(environment, opts.answer_timeout)
+        _shared["producer"] = KafkaProducer(
+            bootstrap_servers=SETTINGS.bootstrap_servers, linger_ms=1, acks=1
+        )
+
+
+@events.test_stop.add_listener
+def _stop(environment: Environment, **_: Any) -> None:
+    if "producer" in _shared:
+        _shared.pop("producer").close()
+    if "tracker" in _shared:
+        _shared.pop("tracker").close()
+
+
+class HttpFeedUser(HttpUser):
+    """A front end: mostly reads the feed, sometimes reports an action."""
+
+    wait_time = between(0.01, 0.1)
+
+    @task(5)
+    def read_feed(self) -> None:
+        event = _shared["source"].next()
+        self.client.get(f"/recommendations/{event.user_id}?k=20", name="/recommendations/{user}")
+
+    @task(1)
+    def post_event(self) -> None:
+        event = _shared["source"].next()
+        self.client.post("/events", json=event.to_map(), name="/events")
+
+
+class KafkaEventUser(User):
+    """A producer of events; latency is measured until the matching recommendation."""
+
+    wait_time = between(0.001, 0.01)
+
+    @task
+    def produce_event(self) -> None:
+        event = _shared["source"].next()
+        _shared["tracker"].sent(event.event_id)
+        _shared["producer"].send(
+            SETTINGS.topic_events, key=event.user_id.encode(), value=encode_event(event)
+        )
