@@ -33,10 +33,10 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from locust import HttpUser, User, between, events, task
 from locust.env import Environment
-from streamrec.streams.recorded import read_events
-from streamrec.streams.wire import Event, decode_recommendation, encode_event
 
 from streamrec.config import Settings
+from streamrec.streams.recorded import read_events
+from streamrec.streams.wire import Event, decode_recommendation, encode_event
 
 SETTINGS = Settings()
 

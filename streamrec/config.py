@@ -39,14 +39,18 @@ class Settings(BaseSettings):
         "controller listens on the port after it.",
     )
     kafka_version: str = Field(
-        "4.4.0", description="Apache Kafka version the local broker is assembled from (Maven Central)."
+        "4.4.0",
+        description="Apache Kafka version the local broker is assembled from (Maven Central).",
     )
     cache_dir: Path = Field(
         DEFAULT_CACHE_DIR,
-        description="Cache directory for the local Kafka distribution, downloaded datasets and wheels.",
+        description="Cache directory for the local Kafka distribution, downloaded datasets "
+        "and wheels.",
     )
     kafka_start_timeout_s: float = Field(
-        60.0, description="Seconds `kafka start` waits for the local broker to answer a metadata request."
+        60.0,
+        description="Seconds `kafka start` waits for the local broker to answer a metadata "
+        "request.",
     )
     kafka_heap: str = Field(
         "512m",
@@ -54,18 +58,28 @@ class Settings(BaseSettings):
     )
 
     # --- Topics ----------------------------------------------------------------------
-    topic_events: str = Field("events", description="Topic of user click/save events (key = user_id).")
-    topic_items: str = Field("items", description="Topic of catalog changes (item upserts and deletes).")
+    topic_events: str = Field(
+        "events", description="Topic of user click/save events (key = user_id)."
+    )
+    topic_items: str = Field(
+        "items", description="Topic of catalog changes (item upserts and deletes)."
+    )
     topic_recommendations: str = Field(
         "recommendations", description="Topic the engine emits fresh recommendations to."
     )
-    topic_dlq: str = Field("events.dlq", description="Dead-letter topic: bad records with a reason.")
+    topic_dlq: str = Field(
+        "events.dlq", description="Dead-letter topic: bad records with a reason."
+    )
     partitions: int = Field(8, ge=1, description="Partition count of the topics streamrec creates.")
-    replication_factor: int = Field(1, ge=1, description="Replication factor of the topics streamrec creates.")
+    replication_factor: int = Field(
+        1, ge=1, description="Replication factor of the topics streamrec creates."
+    )
 
     # --- Wire format -----------------------------------------------------------------
     max_event_bytes: int = Field(
-        4096, ge=64, description="Largest accepted encoded event; bigger ones are rejected as oversize."
+        4096,
+        ge=64,
+        description="Largest accepted encoded event; bigger ones are rejected as oversize.",
     )
 
     # --- Engine core (streams/core; owner: core engineer) ----------------------------
@@ -155,7 +169,8 @@ class Settings(BaseSettings):
     )
     worker_artifacts_dir: Path = Field(
         Path("artifacts"),
-        description="Artifacts directory (`streamrec train`) the worker loads index and model from.",
+        description="Artifacts directory (`streamrec train`) the worker loads index and model "
+        "from.",
     )
     worker_max_batch: int = Field(
         256, ge=1, description="Most events per micro-batch (one FAISS search, one ONNX call)."

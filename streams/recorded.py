@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 import zstandard
+
 from streamrec.streams.wire import (
     DEFAULT_MAX_EVENT_BYTES,
     Event,

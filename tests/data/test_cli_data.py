@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamrec.streams.recorded import read_events
 from typer.testing import CliRunner
 
 from streamrec.cli import app
+from streamrec.streams.recorded import read_events
 
 runner = CliRunner()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamrec.streams.recorded import read_events, write_events
-from streamrec.streams.wire import Event
 
 from streamrec.data import DataError
 from streamrec.data.split import split_stream
+from streamrec.streams.recorded import read_events, write_events
+from streamrec.streams.wire import Event
 
 
 def _events(n: int) -> list[Event]:

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from streamrec.streams.recorded import read_events
 
 from streamrec.data import DataError
 from streamrec.data.files import companion, sha256_file
 from streamrec.data.movielens import VARIANTS, convert, parse_ratings, to_events
+from streamrec.streams.recorded import read_events
 
 
 def _check_converted(out: Path, events: int, users: int, items: int) -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamrec.index.vectors import load_vectors
-from streamrec.streams.recorded import read_events
 
 from streamrec.data import DataError
 from streamrec.data.files import companion, sha256_file
 from streamrec.data.synth import SESSION_CHUNK, SynthConfig, generate
+from streamrec.index.vectors import load_vectors
+from streamrec.streams.recorded import read_events
 
 
 def _world(

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import zstandard
+
 from streamrec.streams import recorded
 from streamrec.streams.recorded import (
     RecordedWriter,

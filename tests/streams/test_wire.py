@@ -7,6 +7,7 @@ import math
 
 import msgpack
 import pytest
+
 from streamrec.streams.wire import (
     DEFAULT_MAX_EVENT_BYTES,
     Event,
