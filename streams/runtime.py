@@ -99,14 +99,19 @@ class Runtime:
         changelog topic serializes it, which must be the bytes the events producers hash
         (the UTF-8 user id), or HTTP reads go to a worker that does not hold the user. Faust
         derives the changelog topic's serializers from the key and value *types* when the
-        table is made: ``bytes`` keys give raw. Values are sent with the table's value
-        serializer, set to msgpack before the app starts.
+        table is made: ``bytes`` keys give raw. Values use msgpack, in the store and on the
+        changelog topic alike.
         """
         table = cast(
             faust.Table,
             self.app.Table(name, key_type=bytes, partitions=self.settings.partitions, help=help),
         )
         table.value_serializer = MSGPACK
+        # app.Table() already built the changelog topic with the serializer faust derived
+        # from the value type (json): writes used msgpack but recovery decoded json, so a
+        # worker that had to read its changelog (restart after a crash, rebalance, standby)
+        # dropped every record and stalled. Rebuild it before the app starts.
+        table.changelog_topic = table._new_changelog_topic()
         return table
 
     # --- the engine ----------------------------------------------------------------

@@ -48,3 +48,18 @@ def test_msgpack_codec_is_registered():
     codec = codecs.get_codec(MSGPACK)
     value = {"items": ["a", "b"], "scores": [0.5, 0.25], "n": 3}
     assert codec.loads(codec.dumps(value)) == value
+
+
+def test_table_changelogs_decode_what_the_tables_write(tmp_path: Path):
+    """Recovery reads the changelog through its topic: it must use the tables' msgpack
+    codec, or a restarted worker drops every record and never becomes ready."""
+    app = create_app(Settings(worker_data_dir=tmp_path, worker_app_id="codec"))
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        assert topic.value_serializer == table.value_serializer == MSGPACK
+        state = {"n_events": 3, "recent": [["i1", "save", 1000]]}
+        key, value = topic.prepare_key(b"u1", None)[0], topic.prepare_value(state, None)[0]
+        assert app.serializers.loads_value(None, value, serializer=topic.value_serializer) == (
+            state
+        )
+        assert key == b"u1"
