@@ -31,6 +31,7 @@ from rich.console import Console
 
 from streamrec.config import Settings
 from streamrec.localkafka import LocalKafka
+from streamrec.streams.record import messages_to_end
 from streamrec.streams.recorded import read_events, write_events
 from streamrec.streams.topics import admin_client, delete_topics, ensure_topics
 from streamrec.streams.wire import Event, unpack
@@ -124,22 +125,12 @@ def next_events(test_part: Path, held: int) -> tuple[list[Event], list[Event]]:
 
 def timestamps(bootstrap: str, topic: str, key: str, ids: set[str]) -> dict[str, int]:
     """event_id -> Kafka append timestamp (ms) of the messages of ``topic`` naming them."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        found: dict[str, int] = {}
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for batch in consumer.poll(timeout_ms=500).values():
-                for record in batch:
-                    event_id = unpack(record.value).get(key)
-                    if event_id in ids and event_id not in found:
-                        found[event_id] = record.timestamp
-        return found
-    finally:
-        consumer.close()
+    found: dict[str, int] = {}
+    for record in messages_to_end(bootstrap, topic):
+        event_id = unpack(record.value).get(key)
+        if event_id in ids and event_id not in found:
+            found[event_id] = record.timestamp
+    return found
 
 
 def wait_for_recs(bootstrap: str, topic: str, ids: set[str], timeout: float = 120) -> None:
@@ -261,6 +252,7 @@ def main() -> int:
             f"event→recommendation latency: p50={p50:.1f} ms p99={p99:.1f} ms over "
             f"{n:,} events ({rate:,.0f} events/s)",
             highlight=False,
+            soft_wrap=True,  # the summary stays one line, whatever the terminal width
         )
     return 0
 

@@ -11,16 +11,36 @@ it goes to the reject file with its partition and offset instead.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
 from streamrec.config import Settings
 from streamrec.streams.recorded import RecordedWriter
 from streamrec.streams.rejects import RejectFile
 from streamrec.streams.wire import InvalidRecord, decode_event
+
+
+def messages_to_end(bootstrap: str, topic: str) -> Iterator[ConsumerRecord]:
+    """Every message in ``topic`` from the beginning up to the end offsets as they are now.
+
+    All partitions, no consumer group (an observer, like the recorder), per-partition
+    order kept. For checks and reports that need "everything so far" without a timeout.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for batch in consumer.poll(timeout_ms=500).values():
+                yield from batch
+    finally:
+        consumer.close()
 
 
 class TopicNotFound(LookupError):

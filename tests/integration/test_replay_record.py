@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.consumer.fetcher import ConsumerRecord
 from typer.testing import CliRunner
@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from streamrec.cli import app
 from streamrec.config import Settings
 from streamrec.streams.pacing import AsFastAsPossible, Pacer
-from streamrec.streams.record import Recorder, make_consumer
+from streamrec.streams.record import Recorder, make_consumer, messages_to_end
 from streamrec.streams.recorded import Record, RecordedWriter, read_events, read_records
 from streamrec.streams.rejects import RejectFile
 from streamrec.streams.replay import Replayer, close_producer, make_producer
@@ -60,17 +60,7 @@ def record_all(settings: Settings, topic: str, out: Path) -> list[bytes]:
 
 def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord]:
     """Every message now in ``topic`` (with keys and partitions), read up to the end offsets."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    ends = consumer.end_offsets(partitions)
-    messages: list[ConsumerRecord] = []
-    while any(consumer.position(tp) < end for tp, end in ends.items()):
-        for batch in consumer.poll(timeout_ms=1000).values():
-            messages.extend(batch)
-    consumer.close()
-    return messages
+    return list(messages_to_end(settings.bootstrap_servers, topic))
 
 
 def by_user(values: list[bytes]) -> dict[str, list[bytes]]:

@@ -24,6 +24,7 @@ import pytest
 import requests
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from streamrec.streams.record import messages_to_end
 from streamrec.streams.recorded import read_events
 from streamrec.streams.wire import Event, decode_recommendation, encode_event
 
@@ -269,22 +270,11 @@ def read_topic(
 
 def changelog_states(bootstrap: str, app_id: str, table: str = "user_state") -> dict[str, Any]:
     """The latest value per key of a worker table, read from its changelog topic."""
-    topic = f"{app_id}-{table}-changelog"
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        latest: dict[str, Any] = {}
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for batch in consumer.poll(timeout_ms=500).values():
-                for r in batch:
-                    key = r.key.decode()
-                    if r.value is None:
-                        latest.pop(key, None)
-                    else:
-                        latest[key] = msgpack.unpackb(r.value, raw=False)
-        return latest
-    finally:
-        consumer.close()
+    latest: dict[str, Any] = {}
+    for r in messages_to_end(bootstrap, f"{app_id}-{table}-changelog"):
+        key = r.key.decode()
+        if r.value is None:
+            latest.pop(key, None)
+        else:
+            latest[key] = msgpack.unpackb(r.value, raw=False)
+    return latest
