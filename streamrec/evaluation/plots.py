@@ -60,6 +60,16 @@ def _stream(ev: Evaluation, metric: str, path: Path, window: int) -> Path:
     return path
 
 
+def _finish(fig: Any, ax: Any, path: Path) -> Path:
+    """Grid, legend, save and close: the common end of every plot."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _hr_curve(ev: Evaluation, summary: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, s in summary["systems"].items():
@@ -68,12 +78,7 @@ def _hr_curve(ev: Evaluation, summary: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("k")
     ax.set_ylabel("HR@k")
     ax.set_title("Hit rate by list length")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def _latency(ev: Evaluation, path: Path) -> Path:
@@ -89,12 +94,7 @@ def _latency(ev: Evaluation, path: Path) -> Path:
     ax.set_xlabel("event → recommendations, ms (micro-batch processing time)")
     ax.set_ylabel("events")
     ax.set_title("Freshness in process")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def _drift(ev: Evaluation, drift: dict[str, Any], path: Path) -> Path:
@@ -106,9 +106,4 @@ def _drift(ev: Evaluation, drift: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("user's events after the interest switch")
     ax.set_ylabel("share of top-10 from the new interest")
     ax.set_title("Adaptation to drift")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)

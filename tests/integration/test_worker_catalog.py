@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
-import worker_support
 from worker_support import Topics, first_events, produce, produce_events, read_topic
 
 from streamrec.index import load_index
 from streamrec.streams.items import encode_delete, encode_upsert
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-new_worker = worker_support.new_worker  # the fixture, shared with the other worker tests
-
-
-@pytest.fixture
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return worker_support.session_artifacts(tmp_path_factory.getbasetemp())
 
 
 def wait_for(condition, timeout: float = 60.0) -> None:

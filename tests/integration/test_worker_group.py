@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import requests
@@ -26,13 +25,6 @@ from worker_support import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-new_worker = worker_support.new_worker  # the fixture, shared with the other worker tests
-
-
-@pytest.fixture
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return worker_support.session_artifacts(tmp_path_factory.getbasetemp())
 
 
 def served_items(worker: worker_support.Worker, user: str, k: int, timeout: float = 30.0):

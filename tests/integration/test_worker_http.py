@@ -4,24 +4,16 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import requests
-import worker_support
 from worker_support import Topics
 
 from streamrec.streams.wire import Event, encode_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-new_worker = worker_support.new_worker  # the fixture, shared with the other worker tests
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return worker_support.session_artifacts(tmp_path_factory.getbasetemp())
 
 
 def test_http_api_with_auth(make_topic, new_worker, artifacts):

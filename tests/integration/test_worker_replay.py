@@ -11,31 +11,21 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import msgpack
 import pytest
-import worker_support
 from worker_support import (
     Topics,
     first_events,
     produce,
     produce_events,
     read_topic,
-    session_artifacts,
 )
 
 from streamrec.streams.dlq import decode_dlq_record
 from streamrec.streams.wire import Event, Reason, encode_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-new_worker = worker_support.new_worker  # the fixture, shared with the other worker tests
-
-
-@pytest.fixture
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return session_artifacts(tmp_path_factory.getbasetemp())
 
 
 def test_every_event_gets_one_fresh_recommendation_without_seen_items(
