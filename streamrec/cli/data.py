@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,6 +30,18 @@ def _progress() -> Progress:
     )
 
 
+T = TypeVar("T")
+
+
+def _with_progress(work: Callable[[Progress], T]) -> T:
+    """Run ``work`` under a progress bar; a DataError becomes the command's one-line error."""
+    try:
+        with _progress() as progress:
+            return work(progress)
+    except DataError as exc:
+        fail(str(exc))
+
+
 @app.command()
 def movielens(
     ctx: typer.Context,
@@ -48,11 +61,8 @@ def movielens(
         fail(f"unknown variant {variant!r} (choose from {', '.join(VARIANTS)})")
     settings = settings_of(ctx)
     started = time.perf_counter()
-    try:
-        with _progress() as progress:
-            manifest = convert(variant, out, settings.data_cache_dir, progress)
-    except DataError as exc:
-        fail(str(exc))
+    cache = settings.data_cache_dir
+    manifest = _with_progress(lambda progress: convert(variant, out, cache, progress))
     console.print(
         f"wrote {out}: {manifest['events']:,} events, {manifest['users']:,} users, "
         f"{manifest['items']:,} items, {manifest['saves']:,} saves "
@@ -109,10 +119,9 @@ def synth(
             drift_fraction=drift_fraction, explore=explore, session_events=session_events,
             event_gap_s=event_gap_s, days=days, spread=spread,
         )  # fmt: skip
-        with _progress() as progress:
-            manifest = generate(config, out, progress)
     except DataError as exc:
         fail(str(exc))
+    manifest = _with_progress(lambda progress: generate(config, out, progress))
     console.print(
         f"wrote {out}: {manifest['events']:,} events, {manifest['users']:,} active users, "
         f"{manifest['items']:,} of {manifest['catalog_items']:,} items seen, "
@@ -139,10 +148,6 @@ def split(
     """
     from streamrec.data.split import split_stream
 
-    try:
-        with _progress() as progress:
-            result = split_stream(file, train, out_dir, progress)
-    except DataError as exc:
-        fail(str(exc))
+    result = _with_progress(lambda progress: split_stream(file, train, out_dir, progress))
     console.print(f"train: {result.train_events:,} events -> {result.train_path}", highlight=False)
     console.print(f"test:  {result.test_events:,} events -> {result.test_path}", highlight=False)

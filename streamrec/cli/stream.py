@@ -7,8 +7,9 @@ protocol schemas, which ``streamrec --help`` should not pay for.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.progress import (
@@ -21,11 +22,15 @@ from rich.progress import (
 )
 
 from streamrec.cli.common import console, fail, settings_of
+from streamrec.config import Settings
 from streamrec.streams.recorded import is_compressed
 from streamrec.streams.rejects import RejectFile
 
 #: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
+
+
+T = TypeVar("T")
 
 
 def _progress(unit: str) -> Progress:
@@ -49,6 +54,16 @@ def _show_rejects(rejects: RejectFile, what: str) -> None:
         console.print(f"  {line}", highlight=False, markup=False)
     if rejects.count > len(rejects.first):
         console.print(f"  … and {rejects.count - len(rejects.first):,} more")
+
+
+def _connect(make: Callable[[Settings], T], settings: Settings) -> T:
+    """A producer or consumer from ``make``; an unreachable broker is a one-line error."""
+    from kafka.errors import KafkaError
+
+    try:
+        return make(settings)
+    except KafkaError as exc:
+        fail(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}")
 
 
 def replay(
@@ -89,8 +104,6 @@ def replay(
     written there too, and the exit status is 1. Ctrl-C flushes what was sent and prints
     the summary (exit 130).
     """
-    from kafka.errors import KafkaError
-
     from streamrec.streams.pacing import AsFastAsPossible, Pace, Pacer, Rate, Speed
     from streamrec.streams.recorded import read_records
     from streamrec.streams.rejects import default_rejects_path
@@ -113,10 +126,7 @@ def replay(
     except ValueError as exc:
         fail(str(exc))
     reject_file = RejectFile(rejects or default_rejects_path(file))
-    try:
-        producer = make_producer(settings)
-    except KafkaError as exc:
-        fail(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}")
+    producer = _connect(make_producer, settings)
     replayer = Replayer(
         producer,
         topic,
@@ -198,8 +208,6 @@ def record(
     is not a valid event goes to the reject file with its partition and offset. Ctrl-C
     closes the file cleanly (exit 130).
     """
-    from kafka.errors import KafkaError
-
     from streamrec.streams.record import Recorder, RecordStats, TopicNotFound, make_consumer
     from streamrec.streams.recorded import RecordedWriter
     from streamrec.streams.rejects import default_rejects_path
@@ -207,10 +215,7 @@ def record(
     settings = settings_of(ctx)
     idle = settings.record_idle_timeout_s if idle_timeout is None else idle_timeout
     reject_file = RejectFile(rejects or default_rejects_path(file))
-    try:
-        consumer = make_consumer(settings)
-    except KafkaError as exc:
-        fail(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}")
+    consumer = _connect(make_consumer, settings)
     recorder = Recorder(
         consumer,
         topic,
