@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from streamrec.index.params import IndexParams
 from streamrec.index.segment import Progress, Segment
 
 log = logging.getLogger(__name__)
+_NO_ROWS = np.empty(0, np.int64)
 
 
 @dataclass
@@ -63,10 +65,13 @@ class IndexStats:
 @dataclass
 class SearchResult:
     """Per query: item ids best first and their scores (higher is better), k each when the
-    catalog (minus exclusions) holds k items."""
+    catalog (minus exclusions) holds k items; with ``search(..., with_vectors=True)`` also
+    their vectors (``[len(ids[q]), dim]`` float32 each), so a caller that needs them (the
+    engine's features) does not look every hit up again by id."""
 
     ids: list[list[str]]
     scores: list[np.ndarray]
+    vectors: list[np.ndarray] | None = None
 
 
 class CandidateIndex:
@@ -130,24 +135,29 @@ class CandidateIndex:
         queries: np.ndarray,
         k: int,
         exclude: Sequence[Collection[str]] | None = None,
+        *,
+        with_vectors: bool = False,
     ) -> SearchResult:
-        """Top-``k`` items for each query row, never an excluded or deleted item."""
+        """Top-``k`` items for each query row, never an excluded or deleted item (and, with
+        ``with_vectors``, the hits' vectors: a gather by row, no id lookups)."""
         q = check_vectors(queries, self.dim, "queries")
         if k < 1:
             raise ValueError(f"k must be >= 1, not {k}")
         if exclude is not None and len(exclude) != len(q):
             raise ValueError(f"exclude has {len(exclude)} sets for {len(q)} queries")
         with self._lock:
-            return _search(self._seg, self._backend, self.params, q, k, exclude, self.stats)
+            return _search(
+                self._seg, self._backend, self.params, q, k, exclude, self.stats, with_vectors
+            )
 
     def get_vectors(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors of ``ids`` (zeros where unknown) and a mask of which were found."""
-        out = np.zeros((len(ids), self.dim), dtype=np.float32)
         with self._lock:
             seg = self._seg
-            rows = np.array([seg.pos.get(i, -1) for i in ids], dtype=np.int64)
+            rows = _rows_of(seg, ids)
             found = rows >= 0
-            out[found] = seg.vectors[rows[found]]
+            out = seg.vectors[np.maximum(rows, 0)]  # one gather; unknown ids zeroed below
+        out[~found] = 0.0
         return out, found
 
     # --- writes --------------------------------------------------------------------
@@ -269,19 +279,15 @@ def _search(
     k: int,
     exclude: Sequence[Collection[str]] | None,
     stats: IndexStats,
+    with_vectors: bool = False,
 ) -> SearchResult:
     n = len(q)
     stats.searches += 1
     stats.queries += n
-    ex_rows = [_live_rows(seg, ex) for ex in exclude] if exclude is not None else [()] * n
+    ex_rows = [_live_rows(seg, ex) for ex in exclude] if exclude is not None else [_NO_ROWS] * n
     want = np.minimum(k, len(seg.pos) - np.array([len(r) for r in ex_rows], dtype=np.int64))
     stride = max(seg.rows, 1)
-    keys = np.sort(
-        np.concatenate(
-            [np.asarray(r, dtype=np.int64) + qi * stride for qi, r in enumerate(ex_rows)]
-            + [np.empty(0, np.int64)]
-        )
-    )
+    keys = np.sort(np.concatenate([r + qi * stride for qi, r in enumerate(ex_rows)] + [_NO_ROWS]))
     use_selector = params.tombstone_filter == "selector" or (
         params.tombstone_filter == "auto" and backend.prefers_selector
     )
@@ -303,8 +309,10 @@ def _search(
         safe = np.where(valid, lab, 0)
         if selector is None and seg.dead:
             valid &= seg.live[safe]
-        if keys.size:
-            valid &= ~np.isin(safe + pending[:, None] * stride, keys)
+        if keys.size:  # keys are sorted: a binary search beats np.isin's hashing here
+            flat = safe + pending[:, None] * stride
+            at = np.minimum(np.searchsorted(keys, flat), keys.size - 1)
+            valid &= keys[at] != flat
         enough = valid.sum(axis=1) >= want[pending]
         exhausted = (lab[:, -1] < 0) | (kq >= min(seg.rows, backend.max_k))
         for j in np.flatnonzero(enough):
@@ -324,17 +332,27 @@ def _search(
     return SearchResult(
         ids=[seg.row_ids[r].tolist() for r in out_rows],
         scores=[(s * sign).astype(np.float32, copy=False) for s in out_scores],
+        vectors=[seg.vectors[r] for r in out_rows] if with_vectors else None,
     )
 
 
-def _live_rows(seg: Segment, exclude: Collection[str]) -> list[int]:
-    """Rows of the live items among ``exclude`` (unknown or deleted ids need no exclusion)."""
-    pos = seg.pos
-    return list({pos[i] for i in exclude if i in pos})
+def _rows_of(seg: Segment, ids: Collection[str]) -> np.ndarray:
+    """Row of each id, -1 where unknown or deleted: the dict lookups run in C (``map``),
+    which halved this step against a Python comprehension on ML-1M-sized batches."""
+    return np.fromiter(map(seg.pos.get, ids, repeat(-1)), np.int64, len(ids))
+
+
+def _live_rows(seg: Segment, exclude: Collection[str]) -> np.ndarray:
+    """Rows of the live items among ``exclude`` (unknown or deleted ids need no exclusion).
+    Distinct ids have distinct rows, so a set (or any duplicate-free collection) gives
+    distinct rows."""
+    rows = _rows_of(seg, exclude)
+    rows = rows[rows >= 0]
+    return rows if isinstance(exclude, set | frozenset) else np.unique(rows)
 
 
 def _exact(
-    seg: Segment, metric: str, q: np.ndarray, want: int, excluded: Sequence[int]
+    seg: Segment, metric: str, q: np.ndarray, want: int, excluded: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Brute force over live rows; scores in faiss convention (ip: dot, l2: squared dist)."""
     vectors = seg.vectors[: seg.rows]
@@ -342,7 +360,7 @@ def _exact(
     if metric == "l2":
         sim = 2 * sim - np.einsum("ij,ij->i", vectors, vectors) - float(q @ q)
     sim[~seg.live[: seg.rows]] = -np.inf
-    sim[list(excluded)] = -np.inf
+    sim[excluded] = -np.inf
     top = np.argpartition(-sim, want - 1)[:want]
     top = top[np.argsort(-sim[top], kind="stable")]
     scores = sim[top] if metric == "ip" else -sim[top]

@@ -143,6 +143,18 @@ class Settings(BaseSettings):
     engine_popular_top: int = Field(
         1000, ge=1, description="Recently-popular items kept for cold users (top-N decayed count)."
     )
+    engine_popular_as_of: Literal["batch_end", "batch_start"] = Field(
+        "batch_end",
+        description="Popularity a micro-batch's lists read: `batch_end` counts the batch's own "
+        "events first (freshest, serving), `batch_start` only after its lists are built (no "
+        "list sees a later event of its batch: prequential evaluation).",
+    )
+    engine_popular_seed: bool = Field(
+        True,
+        description="Start the recently-popular counts from ARTIFACTS/popular.msgpack when it is "
+        "there (cold users get items from the first second); off when the caller replays the "
+        "training stream itself.",
+    )
     engine_cold_threshold: int = Field(
         1,
         ge=0,

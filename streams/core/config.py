@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
 from streamrec.config import Settings
 
@@ -34,6 +35,8 @@ class EngineConfig:
     feature_recent: int = 10
     popular_half_life_s: float = 86400.0
     popular_top: int = 1000
+    popular_as_of: Literal["batch_end", "batch_start"] = "batch_end"
+    popular_seed: bool = True
     cold_threshold: int = 1
     device: str = "auto"
     threads: int = 1
@@ -58,6 +61,8 @@ class EngineConfig:
             feature_recent=settings.engine_feature_recent,
             popular_half_life_s=settings.engine_popular_half_life_s,
             popular_top=settings.engine_popular_top,
+            popular_as_of=settings.engine_popular_as_of,
+            popular_seed=settings.engine_popular_seed,
             cold_threshold=settings.engine_cold_threshold,
             device=settings.engine_device,
             threads=settings.engine_threads,

@@ -6,19 +6,26 @@ code. Per micro-batch (DESIGN.md "The path of one event"):
 
 1. **apply** — events in order; an already-applied event id is skipped (idempotence, see
    ``state.py``); each event moves its user's state (ring, seen items, counters, the update
-   rule's vectors) and the recently-popular counts (for ``moment="before"`` only after the
-   batch's candidates and features are built, so no event's own item is counted in the
-   features logged or scored for it: batch-start popularity). Each event takes a snapshot
-   (:class:`~streamrec.streams.core.features.UserContext`) of its user's state right after
-   it (or right before it, for training and prequential evaluation), so two events of one
-   user in one batch get two different recommendations.
+   rule's vectors) and the recently-popular counts. When the counts take the batch's events
+   is :attr:`EngineConfig.popular_as_of`: ``batch_end`` (serving default: before retrieval,
+   the freshest counts) or ``batch_start`` (after the batch's candidates and features are
+   built, so no list sees an event of its own batch; always so for ``moment="before"``).
+   Each event takes a snapshot (:class:`~streamrec.streams.core.features.UserContext`) of
+   its user's state right after it (or right before it, for training and prequential
+   evaluation), so two events of one user in one batch get two different recommendations.
 2. **search** — ONE batched ``index.search`` over every personalized snapshot's queries
    (several per user for the multi-interest rule), with the user's seen items excluded by
-   the index's over-fetch. Cold users (fewer than ``cold_threshold`` actions on known items)
-   get recently-popular items instead, minus seen and deleted ones.
-3. **features** — ONE ``get_vectors`` call and one vectorised :func:`build_features`.
-4. **rerank** — ONE ``scorer.score`` call over all personalized candidates of the batch
-   (retrieval order when there is no scorer); top-k.
+   the index's over-fetch; the hits' vectors come back with them when features are needed.
+   Cold users (fewer than ``cold_threshold`` actions on known items) get recently-popular
+   items instead, minus seen and deleted ones.
+3. **features** — one vectorised :func:`build_features` (one ``get_vectors`` call for the
+   popular candidates and recent items); skipped by :meth:`Engine.process` when there is no
+   reranker, since retrieval order needs none.
+4. **rerank** — ONE reranker call over all personalized candidates of the batch (retrieval
+   order when there is none); top-k. A reranker is either a feature scorer
+   (``score(features [N, F]) -> [N]``, the student ``Scorer``) or a batch reranker
+   (``score_batch(RerankBatch) -> [N]``) that also sees each row's user snapshot, candidate
+   id and vector (a sequence model such as the teacher).
 
 Stage timings of the last batch are in :attr:`Engine.last_batch_stats` for metrics.
 """
@@ -27,15 +34,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from streamrec.index import SearchResult
 from streamrec.streams.core.config import EngineConfig
-from streamrec.streams.core.features import UserContext, build_features
+from streamrec.streams.core.features import FEATURE_NAMES, UserContext, build_features
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.rules import UpdateRule
 from streamrec.streams.core.state import UserState
@@ -54,7 +61,12 @@ class Index(Protocol):
 
     def __contains__(self, item_id: object) -> bool: ...
     def search(
-        self, queries: np.ndarray, k: int, exclude: Sequence[set[str]] | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        exclude: Sequence[set[str]] | None = None,
+        *,
+        with_vectors: bool = False,
     ) -> SearchResult: ...
     def get_vectors(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
     def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None: ...
@@ -62,11 +74,46 @@ class Index(Protocol):
 
 
 class Reranker(Protocol):
-    """The part of ``streamrec.models.scorer.Scorer`` the engine uses."""
+    """A feature scorer: the part of ``streamrec.models.scorer.Scorer`` the engine uses."""
 
     model_version: str
 
     def score(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RerankBatch:
+    """Everything a batch reranker may look at: the personalized candidates of one batch.
+
+    Row ``r`` is candidate ``candidate_ids[r]`` (vector ``candidate_vectors[r]``, features
+    ``features[r]`` in :data:`FEATURE_NAMES` order) for the user snapshot
+    ``contexts[owner[r]]``, taken at ``events[owner[r]]``; the rows of snapshot ``b`` are
+    ``offsets[b]:offsets[b + 1]``, in retrieval order. ``contexts[b].history`` is the user's
+    recent actions ``(item, action, ts)`` oldest first; ``action_weights`` are the update
+    rule's weights and ``vectors_of`` is the index's ``get_vectors`` (e.g. for the
+    history's item vectors).
+    """
+
+    features: np.ndarray  # [N, F] float32
+    owner: np.ndarray  # [N] int64
+    offsets: np.ndarray  # [B + 1] int64
+    contexts: list[UserContext]  # [B]
+    events: list[Event]  # [B]
+    candidate_ids: list[str]  # [N]
+    candidate_vectors: np.ndarray  # [N, d] float32
+    action_weights: Mapping[str, float]
+    vectors_of: Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
+
+    feature_names = FEATURE_NAMES
+
+
+@runtime_checkable
+class BatchReranker(Protocol):
+    """A reranker that scores a whole :class:`RerankBatch` (one call per micro-batch)."""
+
+    model_version: str
+
+    def score_batch(self, batch: RerankBatch) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +130,7 @@ class VectorTable:
         unique = list(dict.fromkeys(ids))
         vectors, found = source.get_vectors(unique)
         return cls(
-            {item: i for i, item in enumerate(unique)},
+            dict(zip(unique, range(len(unique)), strict=True)),
             np.asarray(vectors, dtype=np.float32),
             np.asarray(found, dtype=bool),
         )
@@ -128,7 +175,9 @@ class CandidateSet:
     """One event's candidates, in retrieval order, with their reranker features.
 
     ``scores`` are retrieval scores (personalized) or decayed popular counts (popular);
-    ``applied`` is False when the event was a duplicate and left the state unchanged.
+    ``applied`` is False when the event was a duplicate and left the state unchanged;
+    ``context`` is the user snapshot the candidates were retrieved for and ``vectors`` the
+    candidates' item vectors (``[len(ids), d]``).
     """
 
     event: Event
@@ -137,6 +186,8 @@ class CandidateSet:
     scores: np.ndarray
     features: np.ndarray
     applied: bool
+    context: UserContext | None = None
+    vectors: np.ndarray | None = None
 
 
 @dataclass
@@ -147,6 +198,7 @@ class _Snapshot:
     applied: bool
     ids: list[str] = field(default_factory=list)
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    vectors: np.ndarray | None = None  # of ids[:len(vectors)] (the searched part)
 
 
 def _wall_clock_ms() -> int:
@@ -159,7 +211,7 @@ class Engine:
     def __init__(
         self,
         index: Index,
-        scorer: Reranker | None,
+        scorer: Reranker | BatchReranker | None,
         rule: UpdateRule,
         popular: Popular,
         config: EngineConfig,
@@ -191,7 +243,7 @@ class Engine:
         user was shown when they acted). ``states`` gets a (new or updated) state for every
         user of the batch.
         """
-        candidate_sets = self.prepare(events, states, moment=moment)
+        candidate_sets = self._prepare(events, states, moment, self.scorer is not None)
         started = time.perf_counter()
         recs = self._rank(candidate_sets)
         self.last_batch_stats.rerank_s = time.perf_counter() - started
@@ -209,24 +261,7 @@ class Engine:
         With ``moment="before"`` this is what training logs: for each event, the candidates
         the engine would have served just before it (label them by what the user did).
         """
-        stats = BatchStats(events=len(events))
-        self.last_batch_stats = stats
-        started = time.perf_counter()
-        counted: list[Event] = []
-        snapshots = self._apply(events, states, moment, stats, counted)
-        if moment == "after":
-            self._count(counted)
-        applied_at = time.perf_counter()
-        stats.apply_s = applied_at - started
-        self._retrieve(snapshots, stats)
-        searched_at = time.perf_counter()
-        stats.search_s = searched_at - applied_at
-        out = self._features(snapshots)
-        if moment == "before":  # popularity as of the batch start: no event sees itself
-            self._count(counted)
-        stats.features_s = time.perf_counter() - searched_at
-        stats.candidates = sum(len(c.ids) for c in out)
-        return out
+        return self._prepare(events, states, moment, True)
 
     def apply(self, events: Sequence[Event], states: MutableMapping[str, UserState]) -> int:
         """Apply events to the states and popular counts only (warm-up); returns how many
@@ -243,6 +278,12 @@ class Engine:
         self._count(counted)
         return len(counted)
 
+    def cold_recommendation(self, k: int) -> list[str]:
+        """The first ``k`` items a never-seen user gets now: the recently-popular items that
+        are in the index, best first (what a cold user's recommendation holds, before any
+        of their own items are excluded)."""
+        return self._cold_pool()[0][:k]
+
     # --- live catalog ------------------------------------------------------------------
     def apply_item_upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         """Add or replace catalog items; they can be recommended from the next batch on."""
@@ -257,6 +298,34 @@ class Engine:
         self.popular.drop(ids)
 
     # --- stages ------------------------------------------------------------------------
+    def _prepare(
+        self,
+        events: Sequence[Event],
+        states: MutableMapping[str, UserState],
+        moment: Moment,
+        with_features: bool,
+    ) -> list[CandidateSet]:
+        """Apply, search and (when ``with_features``) build features; see the module doc."""
+        stats = BatchStats(events=len(events))
+        self.last_batch_stats = stats
+        started = time.perf_counter()
+        counted: list[Event] = []
+        snapshots = self._apply(events, states, moment, stats, counted)
+        count_first = moment == "after" and self.config.popular_as_of == "batch_end"
+        if count_first:
+            self._count(counted)
+        applied_at = time.perf_counter()
+        stats.apply_s = applied_at - started
+        self._retrieve(snapshots, stats, with_features)
+        searched_at = time.perf_counter()
+        stats.search_s = searched_at - applied_at
+        out = self._features(snapshots) if with_features else self._bare(snapshots)
+        if not count_first:  # popularity as of the batch start: no event sees its batch
+            self._count(counted)
+        stats.features_s = time.perf_counter() - searched_at
+        stats.candidates = sum(len(c.ids) for c in out)
+        return out
+
     def _state(self, states: MutableMapping[str, UserState], user_id: str) -> UserState:
         state = states.get(user_id)
         if state is None:
@@ -294,6 +363,13 @@ class Engine:
             cold_threshold=self.config.cold_threshold,
         )
 
+    def _exclude(self, state: UserState) -> set[str]:
+        """The user's never-recommend set; when ``seen`` is at least as long as the ring it
+        already holds every ring item, so the ring need not be added."""
+        if self.config.seen_size >= self.config.recent_size:
+            return set(state.seen)
+        return state.exclude
+
     def _apply(
         self,
         events: Sequence[Event],
@@ -310,18 +386,18 @@ class Engine:
         for event in events:
             state = touched.get(event.user_id) or self._state(states, event.user_id)
             touched[event.user_id] = state
-            before = (self._context(state), state.exclude) if moment == "before" else None
+            before = (self._context(state), self._exclude(state)) if moment == "before" else None
             applied = self._apply_one(state, event, table)
             if applied:
                 counted.append(event)
-            context, exclude = before or (self._context(state), state.exclude)
+            context, exclude = before or (self._context(state), self._exclude(state))
             stats.applied += applied
             stats.duplicates += not applied
             snapshots.append(_Snapshot(event, context, exclude, applied))
         states.update(touched)  # assignment is what a Faust table persists
         return snapshots
 
-    def _retrieve(self, snapshots: list[_Snapshot], stats: BatchStats) -> None:
+    def _retrieve(self, snapshots: list[_Snapshot], stats: BatchStats, with_vectors: bool) -> None:
         """One batched search for the personalized snapshots; popular for the cold ones."""
         n = self.config.candidates
         warm = [s for s in snapshots if not s.context.cold]
@@ -330,70 +406,133 @@ class Engine:
             per_query = n if m_max == 1 else min(n, math.ceil(1.5 * n / m_max))
             queries = np.vstack([s.context.queries for s in warm])
             exclude = [s.exclude for s in warm for _ in s.context.queries]
-            result = self.index.search(queries, per_query, exclude=exclude)
+            result = self.index.search(queries, per_query, exclude, with_vectors=with_vectors)
             row = 0
             for snap in warm:
                 m = len(snap.context.queries)
                 rows = slice(row, row + m)
-                snap.ids, snap.scores = _interleave(
+                snap.ids, snap.scores, picked = _interleave(
                     result.ids[rows], result.scores[rows], snap.context.query_weights, n
                 )
+                if result.vectors is not None:
+                    vectors = result.vectors[rows]
+                    snap.vectors = (vectors[0] if m == 1 else np.concatenate(vectors))[picked]
                 row += m
+        pool: tuple[list[str], np.ndarray] | None = None
         for snap in snapshots:
-            if snap.context.cold:
-                snap.ids, snap.scores = self._popular_for(snap, n, ())
-            elif len(snap.ids) < n:  # tiny catalog or heavy exclusions: fill from popular
-                ids, _ = self._popular_for(snap, n - len(snap.ids), snap.ids)
-                snap.ids = snap.ids + ids
-                snap.scores = np.concatenate([snap.scores, np.zeros(len(ids), np.float32)])
+            if snap.context.cold or len(snap.ids) < n:  # cold, tiny catalog or heavy exclusions
+                pool = pool or self._cold_pool()
+                ids, counts = _popular_for(pool, snap.exclude, snap.ids, n - len(snap.ids))
+                if snap.context.cold:
+                    snap.ids, snap.scores = ids, counts
+                else:
+                    snap.ids = snap.ids + ids
+                    snap.scores = np.concatenate([snap.scores, np.zeros(len(ids), np.float32)])
         stats.personalized = len(warm)
         stats.popular = len(snapshots) - len(warm)
 
-    def _popular_for(
-        self, snap: _Snapshot, n: int, taken: Sequence[str]
-    ) -> tuple[list[str], np.ndarray]:
-        """The first ``n`` popular items not seen by the user, not taken, still in the index."""
-        popular_ids, popular_counts = self.popular.top()
-        skip = snap.exclude.union(taken)
-        ids, counts = [], []
-        for item, count in zip(popular_ids, popular_counts, strict=True):
-            if item not in skip and item in self.index:
-                ids.append(item)
-                counts.append(count)
-                if len(ids) == n:
-                    break
-        return ids, np.asarray(counts, dtype=np.float32)
+    def _cold_pool(self) -> tuple[list[str], np.ndarray]:
+        """The recently-popular items still in the index, best first, with their counts."""
+        ids, counts = self.popular.top()
+        index = self.index
+        keep = [i for i, item in enumerate(ids) if item in index]
+        return [ids[i] for i in keep], np.asarray(counts, dtype=np.float32)[keep]
+
+    def _bare(self, snapshots: list[_Snapshot]) -> list[CandidateSet]:
+        """Candidate sets without features (retrieval order needs none)."""
+        none = np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+        return [
+            CandidateSet(
+                s.event,
+                POPULAR if s.context.cold else PERSONALIZED,
+                s.ids,
+                s.scores,
+                none,
+                s.applied,
+                s.context,
+            )
+            for s in snapshots
+        ]
 
     def _features(self, snapshots: list[_Snapshot]) -> list[CandidateSet]:
+        """Every candidate's features in one :func:`build_features` call; the vectors of the
+        searched candidates come from the search, the rest (popular candidates, the users'
+        recent items) from one ``get_vectors`` call."""
         contexts = [s.context for s in snapshots]
         candidates = [s.ids for s in snapshots]
-        flat = [item for ids in candidates for item in ids]
+        searched = [0 if s.vectors is None else len(s.vectors) for s in snapshots]
+        missing = [item for s, m in zip(snapshots, searched, strict=True) for item in s.ids[m:]]
         recent = [item for c in contexts for item in c.recent_items]
-        vectors, found = self.index.get_vectors(flat + recent)  # one call for the batch
+        fetched, found = self.index.get_vectors(missing + recent)  # one call for the batch
+        parts: list[np.ndarray] = []
+        at = 0
+        for snap, m in zip(snapshots, searched, strict=True):
+            if snap.vectors is not None and m:
+                parts.append(snap.vectors)
+            rest = len(snap.ids) - m
+            if rest:
+                parts.append(fetched[at : at + rest])
+                at += rest
+        dim = self.index.dim
+        vectors = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+        flat = [item for ids in candidates for item in ids]
         features = build_features(
             contexts,
             candidates,
-            vectors[: len(flat)],
-            vectors[len(flat) :],
-            found[len(flat) :],
+            vectors,
+            fetched[len(missing) :],
+            found[len(missing) :],
             self.popular.counts(flat),
         )
         out, start = [], 0
         for snap in snapshots:
             end = start + len(snap.ids)
             source = POPULAR if snap.context.cold else PERSONALIZED
-            feats = features[start:end]
-            out.append(CandidateSet(snap.event, source, snap.ids, snap.scores, feats, snap.applied))
+            out.append(
+                CandidateSet(
+                    snap.event,
+                    source,
+                    snap.ids,
+                    snap.scores,
+                    features[start:end],
+                    snap.applied,
+                    snap.context,
+                    vectors[start:end],
+                )
+            )
             start = end
         return out
 
+    def _score(self, scored: list[CandidateSet]) -> np.ndarray:
+        """One reranker call over the personalized candidate sets' rows, in order."""
+        assert self.scorer is not None
+        features = np.vstack([c.features for c in scored])
+        if not isinstance(self.scorer, BatchReranker):
+            return np.asarray(self.scorer.score(features))
+        counts = np.array([len(c.ids) for c in scored], dtype=np.int64)
+        batch = RerankBatch(
+            features=features,
+            owner=np.repeat(np.arange(len(scored)), counts),
+            offsets=np.concatenate([[0], np.cumsum(counts)]),
+            contexts=[c.context for c in scored if c.context is not None],
+            events=[c.event for c in scored],
+            candidate_ids=[item for c in scored for item in c.ids],
+            candidate_vectors=np.vstack([c.vectors for c in scored if c.vectors is not None]),
+            action_weights=self.rule.action_weights,
+            vectors_of=self.index.get_vectors,
+        )
+        scores = np.asarray(self.scorer.score_batch(batch))
+        if scores.shape != (len(features),):
+            raise ValueError(f"score_batch gave shape {scores.shape} for {len(features)} rows")
+        return scores
+
     def _rank(self, candidate_sets: list[CandidateSet]) -> list[Recommendation]:
-        """One scorer call over all personalized candidates; top-k per event."""
+        """One reranker call over all personalized candidates; top-k per event."""
         k = self.config.k
-        scored = [c for c in candidate_sets if c.source == PERSONALIZED]
+        scored = [c for c in candidate_sets if c.source == PERSONALIZED and c.ids]
         reranked: dict[int, np.ndarray] = {}
         if self.scorer is not None and scored:
-            scores = self.scorer.score(np.vstack([c.features for c in scored]))
+            scores = self._score(scored)
             start = 0
             for c in scored:
                 reranked[id(c)] = scores[start : start + len(c.ids)]
@@ -406,11 +545,13 @@ class Engine:
                 order, scores = np.arange(min(k, len(c.ids))), c.scores
             else:
                 order, scores = np.argsort(-rescored, kind="stable")[:k], rescored
+            picked = order.tolist()
+            top = scores[order].tolist()
             recs.append(
                 Recommendation(
                     user_id=c.event.user_id,
-                    items=[c.ids[i] for i in order],
-                    scores=[float(scores[i]) for i in order],
+                    items=[c.ids[i] for i in picked],
+                    scores=top,
                     event_id=c.event.event_id,
                     event_ts=c.event.ts,
                     emitted_ts=emitted,
@@ -421,20 +562,39 @@ class Engine:
         return recs
 
 
+def _popular_for(
+    pool: tuple[list[str], np.ndarray], exclude: set[str], taken: Sequence[str], n: int
+) -> tuple[list[str], np.ndarray]:
+    """The first ``n`` items of the cold pool that the user has not seen and not been given."""
+    skip = exclude.union(taken) if taken else exclude
+    ids: list[str] = []
+    picked: list[int] = []
+    if n > 0:
+        for i, item in enumerate(pool[0]):
+            if item not in skip:
+                ids.append(item)
+                picked.append(i)
+                if len(ids) == n:
+                    break
+    return ids, pool[1][picked]
+
+
 def _interleave(
     id_lists: Sequence[list[str]],
     score_lists: Sequence[np.ndarray],
     weights: np.ndarray,
     n: int,
-) -> tuple[list[str], np.ndarray]:
-    """Merge per-query result lists by weighted round-robin, without duplicates, up to ``n``.
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Merge per-query result lists by weighted round-robin, without duplicates, up to ``n``;
+    also returns the positions picked in the lists' concatenation (to pick vectors alike).
 
     Position ``r`` of the list of a query with weight ``w`` gets the key ``(r + 0.5) / w``,
     and items are taken by ascending key (ties: the stronger query first): an interest with
     twice the weight fills twice the slots at every depth. One list passes through unchanged.
     """
     if len(id_lists) == 1:
-        return id_lists[0][:n], np.asarray(score_lists[0][:n], dtype=np.float32)
+        m = min(n, len(id_lists[0]))
+        return id_lists[0][:m], np.asarray(score_lists[0][:m], dtype=np.float32), np.arange(m)
     lengths = [len(lst) for lst in id_lists]
     owner = np.repeat(np.arange(len(id_lists)), lengths)
     rank = np.concatenate([np.arange(length) for length in lengths])
@@ -453,4 +613,5 @@ def _interleave(
             picked.append(i)
             if len(ids) == n:
                 break
-    return ids, flat_scores[picked].astype(np.float32)
+    rows = np.asarray(picked, dtype=np.int64)
+    return ids, flat_scores[rows].astype(np.float32), rows

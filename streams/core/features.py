@@ -52,6 +52,9 @@ class UserContext:
     gap_s: float
     span_s: float
     cold: bool
+    history: tuple[
+        tuple[str, str, int], ...
+    ] = ()  # the recent ring (item, action, ts), oldest first
 
     @classmethod
     def of(
@@ -71,6 +74,7 @@ class UserContext:
             gap_s=max(state.last_ts - state.prev_ts, 0) / 1000.0 if state.prev_ts >= 0 else 0.0,
             span_s=max(state.last_ts - state.first_ts, 0) / 1000.0 if state.first_ts >= 0 else 0.0,
             cold=state.n_known < cold_threshold or len(queries) == 0,
+            history=tuple(state.recent),
         )
 
 

@@ -20,6 +20,8 @@ from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.rules import UpdateRule, make_rule
 
 INDEX_DIR = "index"
+#: Recently-popular counts at the end of the training stream (:meth:`Popular.save`).
+POPULAR_FILE = "popular.msgpack"
 
 
 def rule_of(config: EngineConfig) -> UpdateRule:
@@ -40,6 +42,8 @@ def load_engine(
     """Index from ``ARTIFACTS/index``, the reranker ``ARTIFACTS/<engine_reranker>`` when
     present (its feature spec must be exactly :data:`FEATURE_NAMES`), the rule and bounds
     from ``config`` (default: the settings'). Compute is pinned to ``engine_threads``.
+    Popularity starts from ``ARTIFACTS/popular.msgpack`` when it is there and
+    ``config.popular_seed`` is on, else empty.
     """
     artifacts = Path(artifacts_dir)
     config = config or EngineConfig.from_settings(settings)
@@ -54,5 +58,11 @@ def load_engine(
         from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
 
         scorer = Scorer.load(reranker, FEATURE_NAMES, device=config.device, threads=config.threads)
-    popular = Popular(config.popular_half_life_s, config.popular_top)
+    seed = artifacts / POPULAR_FILE
+    if config.popular_seed and seed.is_file():
+        popular = Popular.load(
+            seed, half_life_s=config.popular_half_life_s, top_n=config.popular_top
+        )
+    else:
+        popular = Popular(config.popular_half_life_s, config.popular_top)
     return Engine(index, scorer, rule_of(config), popular, config)

@@ -10,15 +10,22 @@ O(1). Time is event time, so a replay gives identical counts.
 The top-N list is recomputed lazily (one ``argpartition``) at most once per change burst,
 i.e. once per micro-batch. Deleted items are dropped with :meth:`Popular.drop` and never
 come back unless acted on again.
+
+A worker starts from the counts of the training stream (:meth:`Popular.from_events`, saved
+by ``streamrec train`` as ``popular.msgpack`` with :meth:`Popular.save` and read by the
+engine loader with :meth:`Popular.load`), so cold users get items from its first second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from streamrec.streams.wire import Event, pack, unpack
 
 _RESCALE_HALF_LIVES = 32.0
 
@@ -109,9 +116,49 @@ class Popular:
         }
 
     @classmethod
-    def from_map(cls, data: dict[str, Any]) -> Popular:
-        """Rebuild from :meth:`to_map`'s output."""
-        popular = cls(float(data["half_life_s"]), int(data["top_n"]))
+    def from_map(
+        cls,
+        data: dict[str, Any],
+        *,
+        half_life_s: float | None = None,
+        top_n: int | None = None,
+    ) -> Popular:
+        """Rebuild from :meth:`to_map`'s output; ``half_life_s``/``top_n`` replace the saved
+        ones (the counts as of ``now`` are the same whatever half-life decays them later)."""
+        popular = cls(
+            float(data["half_life_s"]) if half_life_s is None else half_life_s,
+            int(data["top_n"]) if top_n is None else top_n,
+        )
         for item_id, count in zip(data["ids"], data["counts"], strict=True):
-            popular.add(item_id, int(data["now"]), float(count))
+            if count > 0:
+                popular.add(item_id, int(data["now"]), float(count))
         return popular
+
+    @classmethod
+    def from_events(
+        cls,
+        events: Iterable[Event],
+        *,
+        half_life_s: float,
+        top_n: int,
+        action_weights: Mapping[str, float],
+    ) -> Popular:
+        """The counts the engine would hold after applying ``events`` (in time order): each
+        action weighted as the update rule weighs it (action weight x the event's weight)."""
+        popular = cls(half_life_s, top_n)
+        for e in events:
+            popular.add(
+                e.item_id, e.ts, action_weights[e.action] * (1.0 if e.weight is None else e.weight)
+            )
+        return popular
+
+    def save(self, path: Path | str) -> None:
+        """Write :meth:`to_map` as one msgpack map (``popular.msgpack`` in the artifacts)."""
+        Path(path).write_bytes(pack(self.to_map()))
+
+    @classmethod
+    def load(
+        cls, path: Path | str, *, half_life_s: float | None = None, top_n: int | None = None
+    ) -> Popular:
+        """Read a file written by :meth:`save` (see :meth:`from_map` for the overrides)."""
+        return cls.from_map(unpack(Path(path).read_bytes()), half_life_s=half_life_s, top_n=top_n)

@@ -151,10 +151,15 @@ class CountingIndex:
         return item_id in self.index
 
     def search(
-        self, queries: np.ndarray, k: int, exclude: Sequence[set[str]] | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        exclude: Sequence[set[str]] | None = None,
+        *,
+        with_vectors: bool = False,
     ) -> SearchResult:
         self.searches.append(len(queries))
-        return self.index.search(queries, k, exclude)
+        return self.index.search(queries, k, exclude, with_vectors=with_vectors)
 
     def get_vectors(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return self.index.get_vectors(ids)
@@ -269,7 +274,7 @@ def test_interests_share_the_candidates_in_proportion_to_their_weight() -> None:
     strong = [f"s{i}" for i in range(6)]
     weak = ["s0", *(f"w{i}" for i in range(5))]  # s0 is found by both: kept once
     scores = [np.arange(6, 0, -1, dtype=np.float32), np.arange(6, 0, -1, dtype=np.float32)]
-    ids, merged = _interleave([strong, weak], scores, np.array([2 / 3, 1 / 3]), 6)
+    ids, merged, _ = _interleave([strong, weak], scores, np.array([2 / 3, 1 / 3]), 6)
     assert ids == ["s0", "s1", "s2", "w0", "s3", "s4"]
     np.testing.assert_allclose(merged, [6, 5, 4, 5, 3, 2])
     assert _interleave([strong], scores[:1], np.ones(1), 3)[0] == strong[:3]
@@ -308,3 +313,88 @@ def test_every_user_of_a_batch_is_written_back_by_assignment(
     states.assigned.clear()
     engine.process(events[25:], states)
     assert set(states.assigned) == {e.user_id for e in events[25:]}
+
+
+def test_batch_start_popularity_keeps_a_batchs_later_events_out_of_its_lists(
+    make_engine: MakeEngine,
+) -> None:
+    batch = [Event("a", "first", "item9", "click", 0), Event("b", "second", "item5", "click", 0)]
+    fresh = make_engine(cold_threshold=2).process(batch, {})  # batch_end: the whole batch
+    start = make_engine(cold_threshold=2, popular_as_of="batch_start")
+    as_of_start = start.process(batch, {})
+    assert fresh[0].items == ["item5"] and fresh[1].items == ["item9"]
+    assert as_of_start[0].items == [] and as_of_start[1].items == []
+    assert start.popular.counts(["item9", "item5"]).tolist() == [1.0, 1.0]  # counted after
+    [later] = start.process([Event("c", "third", "item7", "click", 0)], {})
+    assert later.items == ["item9", "item5"]  # equal counts: first appearance first
+
+
+def test_cold_recommendation_is_what_a_never_seen_user_gets(
+    make_engine: MakeEngine, make_stream: MakeStream
+) -> None:
+    engine = make_engine(popular_as_of="batch_start")
+    states: dict[str, UserState] = {}
+    run(engine, make_stream(120), states)
+    top = engine.cold_recommendation(10)
+    engine.apply_item_delete([top[0]])
+    cold = engine.cold_recommendation(10)
+    assert top[0] not in cold and cold[:9] == top[1:]
+    [rec] = engine.process(
+        [Event("n", "newcomer", "not-in-catalog", "click", 1_700_000_200_000)], states
+    )
+    assert rec.source == "popular" and rec.items == cold
+    assert engine.cold_recommendation(3) == cold[:3]
+
+
+class LastItemReranker:
+    """A real batch reranker (no model file): cosine of each candidate to the user's newest
+    history item, looked up through ``vectors_of``; it records the batches it was given."""
+
+    model_version = "last-item"
+
+    def __init__(self) -> None:
+        self.batches: list[Any] = []
+
+    def score_batch(self, batch: Any) -> np.ndarray:
+        self.batches.append(batch)
+        newest = [c.history[-1][0] for c in batch.contexts]
+        last, _ = batch.vectors_of(newest)
+        cand = batch.candidate_vectors
+        dots = np.einsum("nd,nd->n", cand, last[batch.owner])
+        return dots / np.linalg.norm(cand, axis=1) / np.linalg.norm(last[batch.owner], axis=1)
+
+
+def test_a_batch_reranker_sees_each_rows_user_candidate_and_vector_in_one_call(
+    make_engine: MakeEngine, make_stream: MakeStream, index: CandidateIndex
+) -> None:
+    events = make_stream(48, users=6)
+    states: dict[str, UserState] = {}
+    make_engine().apply(events[:24], states)
+    expected = make_engine().prepare(events[24:], {u: s for u, s in _copy(states).items()})
+    reranker = LastItemReranker()
+    engine = make_engine(scorer=reranker)
+    recs = engine.process(events[24:], states)
+    [batch] = reranker.batches
+    personal = [c for c in expected if c.source == "personalized"]
+    assert [e.event_id for e in batch.events] == [c.event.event_id for c in personal]
+    assert batch.candidate_ids == [i for c in personal for i in c.ids]
+    np.testing.assert_array_equal(batch.features, np.vstack([c.features for c in personal]))
+    np.testing.assert_array_equal(
+        batch.candidate_vectors, index.get_vectors(batch.candidate_ids)[0]
+    )
+    for b, c in enumerate(personal):
+        rows = slice(batch.offsets[b], batch.offsets[b + 1])
+        assert batch.candidate_ids[rows] == c.ids and set(batch.owner[rows]) == {b}
+        assert batch.contexts[b].history[-1][0] == c.event.item_id  # state right after it
+    assert dict(batch.action_weights) == {"click": 1.0, "save": 2.0}
+    scores = reranker.score_batch(batch)
+    by_event = {r.event_id: r for r in recs}
+    for b, c in enumerate(personal):
+        mine = scores[batch.offsets[b] : batch.offsets[b + 1]]
+        best = np.argsort(-mine, kind="stable")[:10]
+        assert by_event[c.event.event_id].items == [c.ids[i] for i in best]
+        assert by_event[c.event.event_id].model_version == "last-item"
+
+
+def _copy(states: dict[str, UserState]) -> dict[str, UserState]:
+    return {u: UserState.from_map(s.to_map()) for u, s in states.items()}

@@ -65,3 +65,25 @@ def test_gpu_engine_serves_what_the_cpu_engine_serves(
     for c, g in zip(cpu, gpu, strict=True):
         assert c.items == g.items
         np.testing.assert_allclose(c.scores, g.scores, rtol=1e-4, atol=1e-4)
+
+
+def test_popularity_starts_from_the_artifacts_so_cold_users_are_served_at_once(
+    tmp_path: Path, index: CandidateIndex
+) -> None:
+    from streamrec.streams.core.loader import POPULAR_FILE
+    from streamrec.streams.core.popular import Popular
+
+    art = artifacts(tmp_path, index, None)
+    # item0 most popular, then item1, ...: item k was clicked 7 - k times
+    seen = [
+        Event(f"{k}.{j}", "old", f"item{k}", "click", 0) for k in range(7) for j in range(7 - k)
+    ]
+    Popular.from_events(
+        seen, half_life_s=86400.0, top_n=100, action_weights={"click": 1.0, "save": 2.0}
+    ).save(art / POPULAR_FILE)
+    settings = Settings(engine_device="cpu", engine_cold_threshold=5, engine_k=3)
+    engine = load_engine(art, settings)
+    [rec] = engine.process([Event("n", "new", "item0", "click", 50_000)], {})
+    assert rec.source == "popular" and rec.items == ["item1", "item2", "item3"]
+    unseeded = load_engine(art, settings.model_copy(update={"engine_popular_seed": False}))
+    assert unseeded.cold_recommendation(3) == []

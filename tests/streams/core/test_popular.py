@@ -54,3 +54,24 @@ def test_snapshot_round_trip_keeps_counts_and_order() -> None:
     back = Popular.from_map(popular.to_map())
     assert back.top()[0] == popular.top()[0]
     assert back.top()[1].tolist() == pytest.approx(popular.top()[1].tolist(), rel=1e-9)
+
+
+def test_from_events_holds_what_the_engine_counts_and_survives_a_file(tmp_path) -> None:
+    from streamrec.streams.wire import Event
+
+    events = [
+        Event("1", "u", "a", "click", 0),
+        Event("2", "v", "b", "save", HOUR_MS),
+        Event("3", "w", "a", "click", 2 * HOUR_MS, weight=3.0),
+    ]
+    popular = Popular.from_events(
+        events, half_life_s=3600.0, top_n=5, action_weights={"click": 1.0, "save": 2.0}
+    )
+    assert popular.top()[0] == ["a", "b"]
+    assert popular.counts(["a", "b"]).tolist() == pytest.approx([0.25 + 3.0, 1.0])
+    popular.save(tmp_path / "popular.msgpack")
+    loaded = Popular.load(tmp_path / "popular.msgpack", half_life_s=7200.0, top_n=1)
+    assert loaded.top()[0] == ["a"] and loaded.top_n == 1
+    assert loaded.counts(["a", "b"]).tolist() == pytest.approx([3.25, 1.0])
+    loaded.add("b", 4 * HOUR_MS, 0.0)  # two hours later, with the new half-life of 2 h
+    assert loaded.counts(["a", "b"]).tolist() == pytest.approx([3.25 / 2, 0.5])
