@@ -336,6 +336,12 @@ class Settings(BaseSettings):
         description="Drift: a user has adapted once this share of the top-10 is from the new "
         "interest.",
     )
+    eval_covis_weight: float = Field(
+        1.0,
+        ge=0,
+        description="`covis` engine variant: weight of the user's co-visitation score (scaled "
+        "to [0, 1] per user) added to the retrieval score of each candidate.",
+    )
 
     # --- Training (streamrec.training, models/; owner: models engineer) --------------
     train_seed: int = Field(0, description="Seed of everything `streamrec train` draws at random.")

@@ -175,14 +175,21 @@ class ItemKNN(Popularity):
             np.add.at(self.cooc, (rows, cols), 1.0)
             np.add.at(self.cooc, (cols, rows), 1.0)
 
+    def inverse_norms(self) -> np.ndarray:
+        """1/sqrt(count) per item (0 for items never seen): the cosine normalisation."""
+        return np.where(self.scores > 0, 1.0 / np.sqrt(np.maximum(self.scores, 1e-12)), 0.0)
+
+    def similarity(self, recent: np.ndarray, inv_norm: np.ndarray) -> np.ndarray:
+        """Every item's summed cosine co-occurrence with the ``recent`` item indices."""
+        return (self.cooc[recent] * inv_norm[recent, None]).sum(axis=0) * inv_norm
+
     def recommend(self, users: list[int], lengths: list[int]) -> list[np.ndarray]:
-        inv_norm = np.where(self.scores > 0, 1.0 / np.sqrt(np.maximum(self.scores, 1e-12)), 0.0)
+        inv_norm = self.inverse_norms()
         fallback = self.scores / (self.scores.max() + 1.0)  # in [0, 1): below any similarity
         out = []
         for user, n in zip(users, lengths, strict=True):
             mine = np.asarray(self.history.items[user][:n], dtype=np.int64)
-            recent = mine[-self.query :]
-            sim = (self.cooc[recent] * inv_norm[recent, None]).sum(axis=0) * inv_norm
+            sim = self.similarity(mine[-self.query :], inv_norm)
             key = np.where(sim > 0, sim + 2.0, fallback)
             out.append(ranked(key, self.k, mine))
         return out

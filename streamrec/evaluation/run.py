@@ -133,8 +133,18 @@ def _replay_group(
         if why is not None:
             skipped[variant.name] = why
             continue
+        covisitation = (
+            _knn(history, len(items), k, settings) if variant.reranker == "covis" else None
+        )
         try:
-            engine = load_variant(artifacts, settings, variant)
+            engine = load_variant(
+                artifacts,
+                settings,
+                variant,
+                items=items,
+                covisitation=covisitation,
+                seed_popular=warmup is None,
+            )
         except Exception as exc:  # a teacher with another input spec, say: report, go on
             skipped[variant.name] = f"{type(exc).__name__}: {exc}"
             continue
@@ -153,7 +163,11 @@ def _replay_group(
                 engine.config.popular_half_life_s,
                 settings.eval_warmup_half_lives,
             )
-        systems.append(EngineSystem(variant.name, engine, items, k, warmup_keep=keep))
+        systems.append(
+            EngineSystem(
+                variant.name, engine, items, k, warmup_keep=keep, covisitation=covisitation
+            )
+        )
         kinds[variant.name] = "engine"
     truth = DriftTruth.load(options.drift_world, items) if options.drift_world else None
     track_set = tracked_users(truth, users) if truth else set()
@@ -310,14 +324,7 @@ def _baseline(
     if name == "recent":
         return bl.RecentlyPopular(history, n_items, k, settings.eval_recent_half_life_s)
     if name == "itemknn":
-        return bl.ItemKNN(
-            history,
-            n_items,
-            k,
-            window=settings.eval_knn_window,
-            query=settings.eval_knn_query,
-            max_items=settings.eval_knn_max_items,
-        )
+        return _knn(history, n_items, k, settings)
     if name == "static":
         return bl.StaticEmbedding(
             history,
@@ -329,6 +336,18 @@ def _baseline(
             click_weight=settings.engine_weight_click,
         )
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(bl.NAMES)}")
+
+
+def _knn(history: History, n_items: int, k: int, settings: Settings) -> bl.ItemKNN:
+    """Online co-occurrence statistics: the item-kNN baseline, and what ``covis`` reads."""
+    return bl.ItemKNN(
+        history,
+        n_items,
+        k,
+        window=settings.eval_knn_window,
+        query=settings.eval_knn_query,
+        max_items=settings.eval_knn_max_items,
+    )
 
 
 def parse_baselines(texts: Sequence[str]) -> tuple[str, ...]:

@@ -1,14 +1,17 @@
 """Engine variants as replay systems: the engine core itself, called as the Faust agent calls it.
 
 A variant is ``RULE:RERANKER``: the user-update rule (``decayed`` or ``multi``) and the
-reranker file the engine loads from the artifacts directory (``student`` = reranker.onnx,
-``int8`` = reranker.int8.onnx, ``teacher`` = teacher.onnx, ``none`` = retrieval order). Each
-is built by :func:`streamrec.streams.core.loader.load_engine` with only those two settings
-changed, and replayed through ``Engine.process`` (serving semantics: the list emitted right
-after an event is what the user has until their next one). Nothing of the engine's logic is
-repeated here; the one thing swapped in is the popularity counter, for one whose adds take
-effect at the next batch (:class:`BatchStartPopular`), so that within a micro-batch no list
-sees a later event of the same batch through the popularity (see ``prequential``).
+reranker: a feature scorer the engine loads from the artifacts directory (``student`` =
+reranker.onnx, ``int8`` = reranker.int8.onnx), a batch reranker plugged into the engine's
+rerank hook (``teacher`` = teacher.onnx, ``covis`` = retrieval score plus co-visitation, see
+:mod:`streamrec.evaluation.rerankers`), or ``none`` (retrieval order). Each is built by
+:func:`streamrec.streams.core.loader.load_engine` with only those two settings changed, and
+replayed through ``Engine.process`` (serving semantics: the list emitted right after an
+event is what the user has until their next one). Nothing of the engine's logic is
+repeated here. The engine runs with batch-start popularity (``popular_as_of``), so that
+within a micro-batch no list sees a later event of the same batch through the popularity
+(see ``prequential``), and without the artifacts' popularity seed when the evaluation warms
+up on the training stream (the seed would count those events twice).
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from streamrec.config import Settings
+from streamrec.evaluation.baselines import ItemKNN
 from streamrec.evaluation.prequential import Batch, Vocab
+from streamrec.evaluation.rerankers import CoVisitationReranker, TeacherReranker
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.loader import load_engine
-from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.state import UserState
 from streamrec.streams.wire import pack
 
@@ -34,8 +38,11 @@ RERANKERS = {
     "student": "reranker.onnx",
     "int8": "reranker.int8.onnx",
     "teacher": "teacher.onnx",
+    "covis": "",
     "none": "",
 }
+#: Rerankers that run through the engine's batch hook rather than as a feature scorer.
+BATCH_RERANKERS = ("teacher", "covis")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,39 +81,46 @@ DEFAULT_VARIANTS = (
     "multi:student",
     "multi:none",
     "decayed:teacher",
+    "decayed:covis",
 )
 
 
-class BatchStartPopular(Popular):
-    """The engine's popularity counter, except that adds wait for :meth:`flush`.
+def load_variant(
+    artifacts: Path,
+    settings: Settings,
+    variant: Variant,
+    *,
+    items: Vocab | None = None,
+    covisitation: ItemKNN | None = None,
+    seed_popular: bool = True,
+) -> Engine:
+    """The engine of one variant (rule and reranker swapped, batch-start popularity, all
+    else from settings); ``seed_popular=False`` starts popularity empty (warm-up replays).
 
-    The evaluator flushes after each micro-batch, so every list of a batch sees the counts
-    as of the batch start (a serving system lagging one micro-batch) and none sees the
-    event it will be scored on.
+    ``covis`` needs the co-visitation statistics (``covisitation``, kept up to date by the
+    :class:`EngineSystem`) and the replay's item vocabulary.
     """
-
-    def __init__(self, half_life_s: float, top_n: int) -> None:
-        super().__init__(half_life_s, top_n)
-        self._pending: list[tuple[str, int, float]] = []
-
-    def add(self, item_id: str, ts: int, weight: float = 1.0) -> None:
-        self._pending.append((item_id, ts, weight))
-
-    def flush(self) -> None:
-        """Apply every add since the last flush, in order."""
-        for item_id, ts, weight in self._pending:
-            super().add(item_id, ts, weight)
-        self._pending.clear()
-
-
-def load_variant(artifacts: Path, settings: Settings, variant: Variant) -> Engine:
-    """The engine of one variant (rule and reranker file swapped, all else from settings)."""
-    changed = settings.model_copy(update={"engine_reranker": RERANKERS[variant.reranker]})
-    config = dataclasses.replace(EngineConfig.from_settings(changed), rule=variant.rule)
+    file = "" if variant.reranker in BATCH_RERANKERS else RERANKERS[variant.reranker]
+    changed = settings.model_copy(update={"engine_reranker": file})
+    config = dataclasses.replace(
+        EngineConfig.from_settings(changed),
+        rule=variant.rule,
+        popular_as_of="batch_start",
+        popular_seed=seed_popular and changed.engine_popular_seed,
+    )
     engine = load_engine(artifacts, changed, config=config)
-    engine.popular = BatchStartPopular(config.popular_half_life_s, config.popular_top)
+    if variant.reranker == "teacher":
+        engine.scorer = TeacherReranker.load(artifacts, threads=config.threads)
+    elif variant.reranker == "covis":
+        if covisitation is None or items is None:
+            raise ValueError(f"variant {variant.name}: needs co-visitation statistics")
+        engine.scorer = CoVisitationReranker(
+            covisitation, items, settings.eval_covis_weight, engine.model_version
+        )
     if variant.reranker != "none" and engine.scorer is None:
         raise ValueError(f"variant {variant.name}: the engine loaded no reranker")
+    if engine.scorer is not None:
+        engine.model_version = engine.scorer.model_version
     return engine
 
 
@@ -121,12 +135,13 @@ class EngineSystem:
         k: int,
         *,
         warmup_keep: Callable[[Batch], np.ndarray] | None = None,
+        covisitation: ItemKNN | None = None,
     ) -> None:
         """``warmup_keep(batch)`` masks the warm-up events the engine needs (see
-        :func:`warmup_filter`); by default all."""
-        if not isinstance(engine.popular, BatchStartPopular):
-            raise TypeError("replay needs an engine from load_variant (batch-start popularity)")
-        self.popular: BatchStartPopular = engine.popular
+        :func:`warmup_filter`); by default all. ``covisitation`` (the statistics a ``covis``
+        reranker reads) takes each whole batch after the engine has processed it."""
+        if engine.config.popular_as_of != "batch_start":
+            raise ValueError("the replay needs batch-start popularity (see load_variant)")
         self.name = name
         self.engine = engine
         self.items = items
@@ -135,17 +150,17 @@ class EngineSystem:
         self._hash = hashlib.sha256()
         self._warming = True
         self._warmup_keep = warmup_keep
+        self.covisitation = covisitation
+
+    def _after_batch(self, batch: Batch) -> None:
+        """Co-visitation takes the batch once every list of it is made (batch start)."""
+        if self.covisitation is not None:
+            self.covisitation.add(batch)
 
     def cold_items(self) -> np.ndarray:
         """What a user never seen gets: the engine's recently-popular items in the index."""
-        ids, _ = self.engine.popular.top()
-        top: list[int] = []
-        for item in ids:
-            if item in self.engine.index:
-                top.append(self.items.add(item))
-                if len(top) == self.k:
-                    break
-        return np.asarray(top, dtype=np.int64)
+        top = self.engine.cold_recommendation(self.k)
+        return np.fromiter((self.items.add(i) for i in top), np.int64, len(top))
 
     def process(self, batch: Batch, want: np.ndarray) -> list[np.ndarray | None]:
         events = batch.events
@@ -155,13 +170,13 @@ class EngineSystem:
             keep |= want
             if not want.any():  # nothing of this batch is kept: state updates only
                 self.engine.apply([e for e, k in zip(events, keep, strict=True) if k], self.states)
-                self.popular.flush()
+                self._after_batch(batch)
                 return out
             positions = np.flatnonzero(keep).tolist()
         else:
             positions = list(range(len(events)))
         recs = self.engine.process([events[p] for p in positions], self.states)
-        self.popular.flush()
+        self._after_batch(batch)
         for pos, rec in zip(positions, recs, strict=True):
             self._hash.update(pack([rec.user_id, rec.items, rec.scores, rec.source]))
             ids = (self.items.add(i) for i in rec.items)

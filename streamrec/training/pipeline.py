@@ -3,7 +3,8 @@
 1. read the training file; hold out its last ``holdout_frac`` (by time) for the report;
 2. item embeddings on the learning part → ``item_vectors.npz`` and the ``index/``;
 3. replay the whole file through the engine core (retrieval order, no reranker), logging
-   ranking groups at sampled learning events and sampled held-out events;
+   ranking groups at sampled learning events and sampled held-out events; the replay's
+   recently-popular counts at the end → ``popular.msgpack`` (workers seed cold users' lists);
 4. teacher on hard labels; student distilled from it; both keep their best validation epoch;
 5. export the student (fp32 + int8) and the teacher to ONNX, each parity-checked;
 6. offline quality on the held-out groups (the students through the real run-time
@@ -53,7 +54,7 @@ from streamrec.models.teacher import Teacher
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import INDEX_DIR, rule_of
+from streamrec.streams.core.loader import INDEX_DIR, POPULAR_FILE, rule_of
 from streamrec.streams.core.popular import Popular
 from streamrec.training.config import LATENCY_CANDIDATES, TrainingConfig
 from streamrec.training.examples import GroupRequest, replay_and_log
@@ -127,7 +128,8 @@ def _train(
     clock["embeddings_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    learn, held_out = _log_groups(stream, index, engine_config, item_ids, config, progress)
+    learn, held_out, popular = _log_groups(stream, index, engine_config, item_ids, config, progress)
+    popular.save(out_dir / POPULAR_FILE)  # workers seed cold users' lists from it
     clock["replay_s"] = time.perf_counter() - t0
     n_valid = max(1, int(len(learn) * VALID_FRAC))
     train_groups = learn.subset(np.arange(len(learn) - n_valid))
@@ -223,6 +225,7 @@ def _train(
             "reranker": RERANKER,
             "reranker_int8": RERANKER_INT8,
             "teacher": TEACHER,
+            "popular": POPULAR_FILE,
             "report": REPORT,
         },
         "engine": _jsonable(
@@ -240,8 +243,9 @@ def _log_groups(
     item_ids: list[str],
     config: TrainingConfig,
     progress: Progress | None,
-) -> tuple[RankingGroups, RankingGroups]:
-    """Replay everything through a fresh engine (retrieval order) and log both samples."""
+) -> tuple[RankingGroups, RankingGroups, Popular]:
+    """Replay everything through a fresh engine (retrieval order) and log both samples;
+    also returns the engine's recently-popular counts at the end of the stream."""
     rng = np.random.default_rng(config.seed)
     n = len(stream.events)
     learn_pos = np.sort(rng.choice(stream.split, min(config.examples, stream.split), replace=False))
@@ -274,7 +278,7 @@ def _log_groups(
             f"only {len(learn)} personalized training events with "
             f"{int(learn.has_positive().sum())} retrieved next items: too little to learn from"
         )
-    return learn, held_out
+    return learn, held_out, engine.popular
 
 
 def _useful(groups: RankingGroups) -> np.ndarray:

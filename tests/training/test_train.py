@@ -17,8 +17,10 @@ from streamrec.data.synth import SynthConfig, generate
 from streamrec.index.vectors import load_vectors
 from streamrec.models.export import read_metadata
 from streamrec.models.scorer import Scorer
+from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import load_engine
+from streamrec.streams.core.loader import POPULAR_FILE, load_engine
+from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.state import UserState
 from streamrec.streams.recorded import read_events
 from streamrec.training.config import TrainingConfig
@@ -61,13 +63,33 @@ def artifacts(
 def test_writes_the_artifacts_layout(artifacts: tuple[Path, dict]) -> None:
     out, _ = artifacts
     for name in ("item_vectors.npz", "index", "reranker.onnx", "reranker.int8.onnx",
-                 "teacher.onnx", "report.json", "manifest.json"):  # fmt: skip
+                 "teacher.onnx", "popular.msgpack", "report.json", "manifest.json"):  # fmt: skip
         assert (out / name).exists(), name
     ids, vectors = load_vectors(out / "item_vectors.npz")
     assert vectors.shape == (len(ids), 16)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["feature_names"] == list(FEATURE_NAMES)
     assert manifest["embedding_dim"] == 16
+
+
+def test_writes_the_training_streams_popularity_so_cold_users_get_items_at_once(
+    artifacts: tuple[Path, dict], events_file: Path, settings: Settings
+) -> None:
+    out, _ = artifacts
+    config = EngineConfig.from_settings(settings)
+    saved = Popular.load(out / POPULAR_FILE)
+    expected = Popular.from_events(
+        read_events(events_file),
+        half_life_s=config.popular_half_life_s,
+        top_n=config.popular_top,
+        action_weights=config.action_weights,
+    )
+    ids, counts = expected.top()
+    assert saved.top()[0][:20] == ids[:20]
+    np.testing.assert_allclose(saved.top()[1][:20], counts[:20], rtol=1e-6)
+    # a worker started on these artifacts serves a never-seen user from its first event
+    engine = load_engine(out, settings)
+    assert engine.cold_recommendation(5) == [i for i in ids if i in engine.index][:5]
 
 
 def test_exported_student_loads_in_the_scorer_with_its_metadata(
