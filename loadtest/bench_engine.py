@@ -13,6 +13,12 @@ the catalog). Then, per configuration, a fresh worker (1 compute thread) on fres
 
 Run: ``python -m loadtest.bench_engine`` (``--events`` to change sizes). Figures depend on
 the machine and on whatever else runs on it: read them with the load average printed.
+
+``--in-process`` measures the engine core alone, with no Kafka or Java (e.g. on a GPU host):
+``Engine.process`` over the same synthetic events, warmed up on earlier ones, at each
+``--batch-sizes`` (1 = per-event), every size from the same starting state; it prints
+events/s (wall and CPU), per-call p50/p99 and ms per event by stage. ``--device`` picks
+where index and reranker run (``auto`` = GPU when present).
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import requests
 from rich.console import Console
 from rich.table import Table
@@ -39,6 +47,10 @@ from streamrec.demo import (
     train,
     wait_for_recs,
 )
+from streamrec.streams.core.engine import Engine
+from streamrec.streams.core.loader import load_engine
+from streamrec.streams.core.popular import Popular
+from streamrec.streams.core.state import UserState
 from streamrec.streams.recorded import read_events, write_events
 from streamrec.streams.wire import Event
 
@@ -50,8 +62,9 @@ CONFIGS = {
 }
 
 
-def artifacts(items: int) -> Path:
-    """Index over the synthetic catalog + the demo's student reranker, built once."""
+def artifacts(items: int, reranker: bool = True) -> Path:
+    """Index over the synthetic catalog + the demo's student reranker, built once (the
+    reranker is left out with ``reranker=False``, e.g. on a host without MovieLens)."""
     art = OUT / f"artifacts-{items}"
     synth = OUT / f"synth-{items}.msgpack"
     if not synth.exists():
@@ -60,6 +73,8 @@ def artifacts(items: int) -> Path:
     if not (art / "index").is_dir():
         streamrec(["index", "build", "--vectors", str(synth.with_suffix(".items.npz")),
                    "--out", str(art / "index"), "--kind", "ivf", "--threads", "1"])  # fmt: skip
+    if not reranker or (art / "reranker.onnx").is_file():
+        return art
     demo_models = Path("out/demo/artifacts").absolute()
     if not (demo_models / "reranker.onnx").is_file():
         train_part, _ = prepare_data(Path("out/demo").absolute())
@@ -112,16 +127,119 @@ def stage_costs(url: str) -> dict[str, float]:
     return costs
 
 
+def synthetic_events(items: int, n: int) -> list[Event]:
+    """The first ``n`` events of the synthetic stream over the ``items`` catalog."""
+    events = []
+    for event in read_events(OUT / f"synth-{items}.msgpack"):
+        events.append(event)
+        if len(events) >= n:
+            break
+    return events
+
+
+def copy_states(states: dict[str, UserState]) -> dict[str, UserState]:
+    return {user: UserState.from_map(state.to_map()) for user, state in states.items()}
+
+
+def time_calls(
+    engine: Engine, events: list[Event], states: dict[str, UserState], batch: int
+) -> dict[str, float]:
+    """``Engine.process`` over ``events`` in calls of ``batch``: wall and CPU events/s,
+    per-call p50/p99 (ms) and ms per event by stage."""
+    walls, stages = [], dict.fromkeys(engine.last_batch_stats.stages(), 0.0)
+    cpu = time.process_time()
+    for start in range(0, len(events), batch):
+        began = time.perf_counter()
+        engine.process(events[start : start + batch], states)
+        walls.append(time.perf_counter() - began)
+        for stage, seconds in engine.last_batch_stats.stages().items():
+            stages[stage] += seconds
+    cpu = time.process_time() - cpu
+    n = len(events)
+    return {
+        "events_per_s": n / sum(walls),
+        "cpu_events_per_s": n / cpu,
+        "p50_ms": 1000 * float(np.percentile(walls, 50)),
+        "p99_ms": 1000 * float(np.percentile(walls, 99)),
+        **{f"{stage}_ms": 1000 * seconds / n for stage, seconds in stages.items()},
+    }
+
+
+def in_process(args: argparse.Namespace, console: Console) -> None:
+    """The engine core alone (no Kafka): every batch size from the same warmed state."""
+    step(
+        f"synthetic {args.items:,}-item catalog, IVF index"
+        + ("" if args.no_reranker else ", reranker")
+    )
+    art = artifacts(args.items, reranker=not args.no_reranker)
+    has_reranker = (art / "reranker.onnx").is_file() and not args.no_reranker
+    settings = Settings(
+        engine_device=args.device,
+        engine_threads=1,
+        engine_reranker="reranker.onnx" if has_reranker else "",
+    )
+    engine = load_engine(art, settings)
+    sizes = sorted({int(b) for b in args.batch_sizes.split(",")}, reverse=True)
+    events = synthetic_events(args.items, args.warmup + args.events)
+    warm, timed = events[: args.warmup], events[args.warmup :]
+    step(f"warm-up: {len(warm):,} events applied; index {engine.index!r}")
+    states: dict[str, UserState] = {}
+    for start in range(0, len(warm), 4096):
+        engine.apply(warm[start : start + 4096], states)
+    popular = engine.popular.to_map()
+    engine.process(timed[:512], copy_states(states))  # first calls: caches, GPU context
+    results = {}
+    for batch in sizes:
+        n = len(timed) if batch > 1 else min(len(timed), args.per_event_events)
+        step(f"batch {batch}: {n:,} events")
+        engine.popular = Popular.from_map(popular)
+        results[batch] = time_calls(engine, timed[:n], copy_states(states), batch)
+    reranker = getattr(engine.scorer, "provider", "none")
+    table = Table(
+        title=f"engine core in process, {args.items:,} items, {engine.index.kind}/"
+        f"{engine.index.device}, reranker {reranker}, 1 thread"
+    )
+    stages = [k for k in results[sizes[0]] if k.endswith("_ms") and not k.startswith("p")]
+    columns = ("batch", "events/s", "CPU events/s", "p50 ms/call", "p99 ms/call")
+    for column in (*columns, *[f"{s[:-3]} ms/ev" for s in stages]):
+        table.add_column(column, justify="right")
+    for batch, r in results.items():
+        table.add_row(str(batch), f"{r['events_per_s']:,.0f}", f"{r['cpu_events_per_s']:,.0f}",
+                      f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+                      *[f"{r[s]:.3f}" for s in stages])  # fmt: skip
+    console.print(table)
+    if 1 in results and len(sizes) > 1:
+        speedup = results[sizes[0]]["events_per_s"] / results[1]["events_per_s"]
+        console.print(f"batch {sizes[0]} / per-event throughput: {speedup:.1f}x")
+    console.print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000, help="Catalog size.")
     parser.add_argument("--events", type=int, default=40_000, help="Events per batched run.")
     parser.add_argument("--per-event-events", type=int, default=6_000, help="Per-event run.")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--in-process", action="store_true", help="Engine core only, no Kafka (see above)."
+    )
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    parser.add_argument(
+        "--batch-sizes", default="256,64,1", help="In-process: comma-separated calls sizes."
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=60_000, help="In-process: events applied before timing."
+    )
+    parser.add_argument(
+        "--no-reranker", action="store_true", help="Retrieval order only (no reranker)."
+    )
     args = parser.parse_args()
-    console = Console(width=120)
-    settings = Settings()
+    console = Console(width=140)
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.in_process:
+        in_process(args, console)
+        return
+    settings = Settings()
     results = {}
     with ExitStack() as stack:
         step("Kafka")

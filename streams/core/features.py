@@ -63,7 +63,7 @@ class UserContext:
         """Snapshot ``state`` for an index of dimension ``dim``; later updates to the state
         do not change the snapshot."""
         queries, weights = rule.queries(state, dim)
-        last = state.recent[::-1][:recent]
+        last = state.recent[: -recent - 1 : -1]  # the newest `recent`, newest first
         return cls(
             queries=queries,
             query_weights=weights,
@@ -143,7 +143,8 @@ def build_features(
     padded, cand_mask = _padded(cand, counts, width)
     # [B, M+R, N]: reductions over the user's keys then run across contiguous rows of N.
     products = keys @ padded.transpose(0, 2, 1)
-    inv_norms = 1.0 / np.maximum(_padded(norms, counts, width)[0], 1e-12)
+    padded_norms = _padded(norms, counts, width)[0]
+    inv_norms = 1.0 / np.maximum(padded_norms, 1e-12)
 
     # Retrieval score: the best query's inner product with the item, and that query's weight.
     has_query: np.ndarray = query_weights > 0
@@ -157,25 +158,21 @@ def build_features(
     # Cosine to the user's last actions (newest first); missing ones have zero keys.
     cosines = products[:, n_queries:] * inv_norms[:, None, :]  # [B, R, N]
     n_seen = recent_mask.sum(axis=1)[:, None]
+    save_mask = recent_mask & saves
 
-    pair = np.stack(
-        [
-            np.where(any_query, best_dot, 0.0),
-            np.broadcast_to(np.log1p(np.arange(width, dtype=np.float32)), best.shape),
-            np.where(any_query, best_weight, 0.0),
-            _masked_max(cosines, recent_mask),
-            cosines.sum(axis=1) / np.maximum(n_seen, 1),
-            cosines[:, 0],
-            _masked_max(cosines, recent_mask & saves),
-        ],
-        axis=-1,
-    )[cand_mask]  # [T, 7]
-    out = np.empty((total, len(FEATURE_NAMES)), dtype=np.float32)
-    out[:, 0:3] = pair[:, 0:3]
-    out[:, 3] = norms
-    out[:, 4:8] = pair[:, 3:7]
-    out[:, 8] = np.log1p(np.asarray(popularity, dtype=np.float64))
-    out[:, 9:] = np.array(
+    # Every column written straight into one [B, N, F] grid (no stacked temporaries); its
+    # real rows are the output, a free reshape when every user has ``width`` candidates.
+    grid = np.empty((len(users), width, len(FEATURE_NAMES)), dtype=np.float32)
+    grid[..., 0] = np.where(any_query, best_dot, 0.0)
+    grid[..., 1] = np.log1p(np.arange(width, dtype=np.float32))
+    grid[..., 2] = np.where(any_query, best_weight, 0.0)
+    grid[..., 3] = padded_norms
+    grid[..., 4] = _masked_max(cosines, recent_mask)
+    grid[..., 5] = cosines.sum(axis=1) / np.maximum(n_seen, 1)
+    grid[..., 6] = cosines[:, 0]
+    grid[..., 7] = _masked_max(cosines, save_mask) if save_mask.any() else 0.0
+    grid[..., 8] = _padded(np.log1p(np.asarray(popularity, dtype=np.float64)), counts, width)[0]
+    grid[..., 9:] = np.array(
         [
             [
                 math.log1p(u.n_events),
@@ -188,5 +185,6 @@ def build_features(
             for u in users
         ],
         dtype=np.float32,
-    )[np.repeat(np.arange(len(users)), counts)]
+    )[:, None, :]
+    out: np.ndarray = grid.reshape(total, -1) if total == grid.shape[0] * width else grid[cand_mask]
     return out

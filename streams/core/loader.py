@@ -42,7 +42,9 @@ def load_engine(
     """Index from ``ARTIFACTS/index``, the reranker ``ARTIFACTS/<engine_reranker>`` when
     present (its feature spec must be exactly :data:`FEATURE_NAMES`), the rule and bounds
     from ``config`` (default: the settings'). Compute is pinned to ``engine_threads``.
-    Popularity starts from ``ARTIFACTS/popular.msgpack`` when it is there and
+    The index's search-time knobs (``index_ivf_nprobe``, ``index_hnsw_ef_search``,
+    ``index_blas_threshold``) are the settings', so a worker can trade recall for speed
+    without a rebuild. Popularity starts from ``ARTIFACTS/popular.msgpack`` when it is there and
     ``config.popular_seed`` is on, else empty.
     """
     artifacts = Path(artifacts_dir)
@@ -51,7 +53,13 @@ def load_engine(
     index_dir = artifacts / INDEX_DIR
     if not index_dir.is_dir():
         raise FileNotFoundError(f"{artifacts}: no index/ directory (run `streamrec train` first)")
-    index = load_index(index_dir, device=config.device)
+    index = load_index(  # search-time knobs follow the settings, not the build's
+        index_dir,
+        device=config.device,
+        ivf_nprobe=settings.index_ivf_nprobe,
+        hnsw_ef_search=settings.index_hnsw_ef_search,
+        blas_threshold=settings.index_blas_threshold,
+    )
     scorer = None
     reranker = artifacts / settings.engine_reranker if settings.engine_reranker else None
     if reranker is not None and reranker.is_file():

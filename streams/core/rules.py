@@ -18,6 +18,7 @@ stored rounded to float32 (see ``state.py``).
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
@@ -37,6 +38,12 @@ def unit(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, _EPS)
+
+
+def _unit_row(vector: np.ndarray) -> np.ndarray:
+    """:func:`unit` of one float64 row, bit for bit, without its generic-axis overhead
+    (``np.linalg.norm`` along an axis is exactly this ``sqrt(add.reduce(x * x))``)."""
+    return vector / max(math.sqrt(np.add.reduce(vector * vector)), _EPS)
 
 
 def _stored(vec: np.ndarray) -> list[float]:
@@ -76,7 +83,7 @@ class UpdateRule(ABC):
 
     def update(self, state: UserState, item_vector: np.ndarray, weight: float, ts: int) -> None:
         """Apply one action on an item (vector of any norm) at event time ``ts`` (ms)."""
-        item = unit(np.asarray(item_vector, dtype=np.float64))
+        item = _unit_row(np.asarray(item_vector, dtype=np.float64))
         if state.vectors and len(state.vectors[0]) != item.size:  # re-trained embeddings
             state.vectors, state.masses = [], []
         vectors = np.asarray(state.vectors, dtype=np.float64).reshape(-1, item.size)
@@ -117,6 +124,24 @@ class DecayedEmbedding(UpdateRule):
 
     name = "decayed"
     max_queries = 1
+
+    def update(self, state: UserState, item_vector: np.ndarray, weight: float, ts: int) -> None:
+        """The generic update's arithmetic, bit for bit, minus the per-event array shuffling
+        (it runs once per event on the hot path: 17 -> 9 us)."""
+        if len(state.vectors) != 1:  # empty, or a multi-interest state to collapse
+            super().update(state, item_vector, weight, ts)
+            return
+        item = _unit_row(np.asarray(item_vector, dtype=np.float64))
+        if len(state.vectors[0]) != item.size:  # re-trained embeddings
+            state.vectors, state.masses = [], []
+            super().update(state, item_vector, weight, ts)
+            return
+        factor = self.decay(state, ts)
+        vector = np.array(state.vectors[0], dtype=np.float64) * factor + weight * item
+        state.vectors = [vector.astype(np.float32).astype(np.float64).tolist()]
+        state.masses = [float(np.float32(state.masses[0] * factor + weight))]
+        state.rule_ts = max(state.rule_ts, ts)
+        state.n_known += 1
 
     def _move(
         self, vectors: np.ndarray, masses: np.ndarray, item: np.ndarray, weight: float

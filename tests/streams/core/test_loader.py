@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -87,3 +88,14 @@ def test_popularity_starts_from_the_artifacts_so_cold_users_are_served_at_once(
     assert rec.source == "popular" and rec.items == ["item1", "item2", "item3"]
     unseeded = load_engine(art, settings.model_copy(update={"engine_popular_seed": False}))
     assert unseeded.cold_recommendation(3) == []
+
+
+def test_search_knobs_come_from_the_settings_not_the_build(tmp_path: Path, catalog: Any) -> None:
+    from streamrec.index import build_index
+
+    ivf = build_index(catalog.ids, catalog.vectors, kind="ivf", device="cpu", ivf_nprobe=8)
+    ivf.save(tmp_path / "index")
+    settings = Settings(engine_device="cpu", index_ivf_nprobe=2, index_hnsw_ef_search=99)
+    engine = load_engine(tmp_path, settings)
+    assert engine.index.kind == "ivf" and engine.index.params.ivf_nprobe == 2
+    assert engine.index.params.hnsw_ef_search == 99
