@@ -11,16 +11,27 @@ Per micro-batch (``stream.take_events(max_batch, within=window)``):
    not applied again), one batched FAISS search, one batched rerank, exactly one
    recommendation per event — the event loop stays free meanwhile;
 4. write the states back, emit every recommendation to ``recommendations`` (key user_id)
-   and keep each user's latest in table ``recs``;
+   and keep each user's latest in table ``recs``, then wait until the broker has
+   acknowledged every recommendation of the batch;
 5. metrics.
 
-Offsets are committed only after the batch's changelog writes are flushed (Faust's
-at-least-once), so a crash redelivers at most the uncommitted tail, whose events the
-stored applied ids recognise: nothing lost, nothing applied twice.
+Crash safety (at-least-once emit, state applied once): Faust acks a batch's events when
+this body returns and commits acked offsets every ``worker_commit_interval_s``. Its
+pre-commit flush is not a barrier: ``ProducerBuffer.flush`` gives up after 0.1 s without
+a send and does not count the message being handed over, so a commit could pass
+recommendations still buffered in this process, and a ``kill -9`` then lost them for
+good. Waiting for the acknowledgements here closes that gap: an event's offset is
+committed only after its recommendation is on the broker. The buffer is one FIFO, so the
+batch's changelog writes, queued before the recommendations, were handed to the Kafka
+client before them, and the commit's client flush waits for those. A crash redelivers
+the uncommitted tail: its events get their recommendation again (a duplicate message is
+possible, a missing one is not), while the stored applied ids keep them from being
+applied twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -126,6 +137,12 @@ async def _write_back(
             rt.user_state[user_id] = states[user_id].to_map()
             if user_id in latest:
                 rt.recs[user_id] = latest[user_id].to_map()
-    for rec in recs:  # buffered like the changelog writes; flushed before offsets commit
+    # Queued behind the changelog writes above; awaited so the batch's offsets are acked
+    # (and so committed) only once every recommendation is on the broker.
+    sent = [
         rt.recommendations.send_soon(key=rec.user_id.encode(), value=pack(rec.to_map()))
+        for rec in recs
+    ]
+    await asyncio.gather(*sent)
+    for rec in recs:
         rt.metrics.recommendations.labels(rec.source).inc()

@@ -32,8 +32,12 @@ class Sink:
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, bytes]] = []
 
-    def send_soon(self, *, key: bytes, value: bytes) -> None:
+    def send_soon(self, *, key: bytes, value: bytes) -> asyncio.Future[None]:
+        """Keeps the record; the future stands for the broker's acknowledgement."""
         self.sent.append((key, value))
+        acked = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
 
     async def send(self, *, key: bytes, value: bytes) -> None:
         self.sent.append((key, value))
@@ -47,17 +51,21 @@ def small_engine(settings: Settings) -> Engine:
     return Engine(index, None, rule_of(config), Popular(config.popular_half_life_s), config)
 
 
-@pytest.fixture
-def agent_run(tmp_path: Path):
-    """``agent_run(records, engine=None) -> (recs, dead, runtime)`` pushes (key, value)
-    records through the personalize agent and returns what it emitted."""
-    settings = Settings(
+def unit_settings(tmp_path: Path) -> Settings:
+    return Settings(
         kafka_bootstrap="127.0.0.1:1",  # nothing may reach a broker
         worker_store="memory://",
         worker_app_id=f"unit-{tmp_path.name}",
         worker_data_dir=tmp_path,
         engine_k=10,
     )
+
+
+@pytest.fixture
+def agent_run(tmp_path: Path):
+    """``agent_run(records, engine=None) -> (recs, dead, runtime)`` pushes (key, value)
+    records through the personalize agent and returns what it emitted."""
+    settings = unit_settings(tmp_path)
     engines: list[Engine] = []
     app = create_app(settings, load_engine=lambda: engines[0])
     rt = runtime_of(app)
@@ -136,3 +144,39 @@ def test_a_failing_batch_goes_to_the_dlq_instead_of_being_lost(agent_run, tmp_pa
     assert [(d["reason"], d["detail"]) for d in dead] == [
         ("processing_failed", "RuntimeError: bug in the engine")
     ] * 2
+
+
+class UnackedSink(Sink):
+    """A topic whose broker has not acknowledged anything yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[asyncio.Future[None]] = []
+
+    def send_soon(self, *, key: bytes, value: bytes) -> asyncio.Future[None]:
+        self.sent.append((key, value))
+        self.pending.append(asyncio.get_running_loop().create_future())
+        return self.pending[-1]
+
+
+def test_events_are_acked_only_once_their_recommendations_are_acknowledged(tmp_path):
+    """Faust commits acked offsets; acking before the broker has the recommendation would
+    let a crash lose it (tests/integration: the kill -9 test)."""
+    settings = unit_settings(tmp_path)
+    app = create_app(settings, load_engine=lambda: small_engine(settings))
+    rt = runtime_of(app)
+    recs = rt.recommendations = UnackedSink()  # type: ignore[assignment]
+
+    async def push() -> None:
+        async with app.agents["personalize"].test_context() as agent:
+            events = [await agent.put(value, key=key) for key, value in (event(1), event(2))]
+            while len(recs.pending) < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # the agent would ack now if it did not wait
+            assert not any(e.message.acked for e in events)
+            for acked in recs.pending:
+                acked.set_result(None)
+            while not all(e.message.acked for e in events):
+                await asyncio.sleep(0.01)
+
+    asyncio.run(asyncio.wait_for(push(), timeout=30))
