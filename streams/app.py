@@ -70,6 +70,11 @@ def create_app(settings: Settings, *, load_engine: Callable[[], Engine] | None =
     return app
 
 
+def changelog_topics(app: faust.App) -> list[str]:
+    """The changelog topic of each of the app's tables (``{app id}-{table}-changelog``)."""
+    return [table.changelog_topic.get_topic_name() for table in app.tables.values()]
+
+
 def runtime_of(app: faust.App) -> Runtime:
     """The :class:`Runtime` ``create_app`` attached to ``app``."""
     return app.streamrec  # type: ignore[attr-defined]

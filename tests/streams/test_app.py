@@ -7,7 +7,7 @@ from pathlib import Path
 from faust.serializers import codecs
 
 from streamrec.config import Settings
-from streamrec.streams.app import create_app, faust_settings, runtime_of
+from streamrec.streams.app import changelog_topics, create_app, faust_settings, runtime_of
 from streamrec.streams.codec import MSGPACK
 
 
@@ -37,6 +37,8 @@ def test_the_app_has_the_agent_tables_and_views(tmp_path: Path):
     rt = runtime_of(app)
     assert set(app.agents) == {"personalize"}
     assert {t.name for t in app.tables.values()} == {"user_state", "recs"}
+    # What `streamrec worker` creates before Faust starts (see streamrec/cli/worker.py).
+    assert sorted(changelog_topics(app)) == ["reg-recs-changelog", "reg-user_state-changelog"]
     # Raw keys: table_route hashes exactly the bytes the events producers hash.
     assert rt.recs.changelog_topic.prepare_key("42", None)[0] == b"42"
     assert {"/healthz", "/readyz", "/metrics", "/events", "/recommendations/{user_id}"} <= set(
