@@ -315,11 +315,15 @@ def _search(
             valid &= keys[at] != flat
         enough = valid.sum(axis=1) >= want[pending]
         exhausted = (lab[:, -1] < 0) | (kq >= min(seg.rows, backend.max_k))
-        for j in np.flatnonzero(enough):
-            qi = pending[j]
-            cols = np.flatnonzero(valid[j])[: want[qi]]
-            out_rows[qi] = lab[j, cols]
-            out_scores[qi] = dist[j, cols]
+        done = np.flatnonzero(enough)
+        if len(done):  # each query's first ``want`` valid hits, picked for all at once
+            wants = want[pending[done]]
+            take = valid[done] & (np.cumsum(valid[done], axis=1) <= wants[:, None])
+            cuts = np.cumsum(wants)[:-1]
+            rows_of = np.split(lab[done][take], cuts)
+            scores_of = np.split(dist[done][take], cuts)
+            for qi, rows, scores in zip(pending[done].tolist(), rows_of, scores_of, strict=True):
+                out_rows[qi], out_scores[qi] = rows, scores
         for j in np.flatnonzero(~enough & exhausted):  # ANN ran dry: exact scan, always right
             qi = pending[j]
             stats.exact_fallbacks += 1
@@ -329,10 +333,16 @@ def _search(
         kq = min(seg.rows, kq * 2, backend.max_k)
 
     sign = -1.0 if backend.metric == "l2" else 1.0
+    # One gather (and one tolist) for the whole batch, then per-query slices and views.
+    bounds = np.cumsum([0, *map(len, out_rows)]).tolist()
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    all_rows = np.concatenate(out_rows) if n else np.empty(0, np.int64)
+    all_ids = seg.row_ids[all_rows].tolist()
+    all_vectors = seg.vectors[all_rows] if with_vectors else None
     return SearchResult(
-        ids=[seg.row_ids[r].tolist() for r in out_rows],
+        ids=[all_ids[a:b] for a, b in spans],
         scores=[(s * sign).astype(np.float32, copy=False) for s in out_scores],
-        vectors=[seg.vectors[r] for r in out_rows] if with_vectors else None,
+        vectors=None if all_vectors is None else [all_vectors[a:b] for a, b in spans],
     )
 
 

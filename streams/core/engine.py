@@ -363,13 +363,6 @@ class Engine:
             cold_threshold=self.config.cold_threshold,
         )
 
-    def _exclude(self, state: UserState) -> set[str]:
-        """The user's never-recommend set; when ``seen`` is at least as long as the ring it
-        already holds every ring item, so the ring need not be added."""
-        if self.config.seen_size >= self.config.recent_size:
-            return set(state.seen)
-        return state.exclude
-
     def _apply(
         self,
         events: Sequence[Event],
@@ -386,11 +379,11 @@ class Engine:
         for event in events:
             state = touched.get(event.user_id) or self._state(states, event.user_id)
             touched[event.user_id] = state
-            before = (self._context(state), self._exclude(state)) if moment == "before" else None
+            before = (self._context(state), state.exclude) if moment == "before" else None
             applied = self._apply_one(state, event, table)
             if applied:
                 counted.append(event)
-            context, exclude = before or (self._context(state), self._exclude(state))
+            context, exclude = before or (self._context(state), state.exclude)
             stats.applied += applied
             stats.duplicates += not applied
             snapshots.append(_Snapshot(event, context, exclude, applied))
