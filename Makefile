@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: install demo test test-fast bench bench-index bench-engine lint docs clean kafka-start kafka-stop
+.PHONY: install demo test test-fast test-gpu bench bench-index bench-engine bench-gpu lint docs clean kafka-start kafka-stop
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not slow and not integration"
 
+# The GPU backends (FAISS GPU index, CUDA reranker, GPU engine); -rs shows why any skipped.
+test-gpu: install
+	$(BIN)/pytest -m gpu -rs
+
 # Benchmarks print figures (they assert nothing); 1M-item catalogs take minutes to build.
 bench: bench-index bench-engine
 
@@ -34,6 +38,14 @@ bench-index: install
 
 bench-engine: install
 	$(BIN)/python -m loadtest.bench_engine
+
+# GPU and CPU side by side in one run on one machine: index, reranker, engine core (no Kafka).
+bench-gpu: install
+	$(BIN)/streamrec index bench --items 1000000 --dim 64 --queries 2000 --batch 64 --kinds flat,ivf --device gpu
+	$(BIN)/streamrec index bench --items 1000000 --dim 64 --queries 2000 --batch 64 --kinds flat,ivf --device cpu
+	$(BIN)/python -m loadtest.bench_scorer --batches 200,2000
+	$(BIN)/python -m loadtest.bench_engine --in-process --device gpu
+	$(BIN)/python -m loadtest.bench_engine --in-process --device cpu
 
 lint: install
 	$(BIN)/ruff check .
