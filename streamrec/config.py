@@ -337,10 +337,17 @@ class Settings(BaseSettings):
         "interest.",
     )
     eval_covis_weight: float = Field(
-        1.0,
+        2.0,
         ge=0,
         description="`covis` engine variant: weight of the user's co-visitation score (scaled "
         "to [0, 1] per user) added to the retrieval score of each candidate.",
+    )
+    eval_covis_recency: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="`covis` engine variant: the user's newest recent item counts 1 in the "
+        "co-visitation score, the one before this much, then its square, and so on.",
     )
 
     # --- Training (streamrec.training, models/; owner: models engineer) --------------

@@ -36,8 +36,8 @@ def evaluate(
         list[str] | None,
         typer.Option(
             help="Engine variants RULE:RERANKER (rule decayed|multi; reranker student|int8|"
-            "teacher|none), comma-separated or repeated. Default: every rule with and without "
-            "the student, and the teacher where the artifacts have one.",
+            "teacher|covis|none), comma-separated or repeated; `all` is the whole matrix. "
+            "Default: decayed:student (serving), decayed:none, decayed:covis.",
         ),
     ] = None,
     baselines: Annotated[

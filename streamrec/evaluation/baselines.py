@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import scipy.sparse as sp
 
 from streamrec.evaluation.prequential import Batch, History
 
@@ -103,7 +104,7 @@ class Popularity(Baseline):
         self.scores = np.zeros(n_items, dtype=np.float64)
 
     def add(self, batch: Batch) -> None:
-        np.add.at(self.scores, batch.items, 1.0)
+        self.scores += np.bincount(batch.items, minlength=self.n_items)
 
     def cold_items(self) -> np.ndarray:
         return ranked(self.scores, self.k)
@@ -140,7 +141,7 @@ class RecentlyPopular(Popularity):
             self.scores *= 2.0**-shift
             self.ref_ts += int(shift * self.half_life_ms)
             exponent = (batch.ts - self.ref_ts) / self.half_life_ms
-        np.add.at(self.scores, batch.items, np.exp2(exponent))
+        self.scores += np.bincount(batch.items, np.exp2(exponent), minlength=self.n_items)
 
 
 class ItemKNN(Popularity):
@@ -171,17 +172,24 @@ class ItemKNN(Popularity):
             partners = [p for p in mine[max(n - 1 - self.window, 0) : n - 1] if p != item]
             rows += partners
             cols += [item] * len(partners)
-        if rows:
-            np.add.at(self.cooc, (rows, cols), 1.0)
-            np.add.at(self.cooc, (cols, rows), 1.0)
+        if rows:  # count each (row, col) cell once per batch: a plain fancy-index add
+            a, b = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+            cells, counts = np.unique(
+                np.concatenate([a * self.n_items + b, b * self.n_items + a]), return_counts=True
+            )
+            self.cooc.reshape(-1)[cells] += counts
 
     def inverse_norms(self) -> np.ndarray:
         """1/sqrt(count) per item (0 for items never seen): the cosine normalisation."""
         return np.where(self.scores > 0, 1.0 / np.sqrt(np.maximum(self.scores, 1e-12)), 0.0)
 
-    def similarity(self, recent: np.ndarray, inv_norm: np.ndarray) -> np.ndarray:
-        """Every item's summed cosine co-occurrence with the ``recent`` item indices."""
-        return (self.cooc[recent] * inv_norm[recent, None]).sum(axis=0) * inv_norm
+    def similarity(
+        self, recent: np.ndarray, inv_norm: np.ndarray, weights: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Every item's summed cosine co-occurrence with the ``recent`` item indices, each
+        recent item counted with its ``weights`` entry (default 1)."""
+        scale = inv_norm[recent] if weights is None else inv_norm[recent] * weights
+        return (self.cooc[recent] * scale[:, None]).sum(axis=0) * inv_norm
 
     def recommend(self, users: list[int], lengths: list[int]) -> list[np.ndarray]:
         inv_norm = self.inverse_norms()
@@ -229,7 +237,11 @@ class StaticEmbedding(Popularity):
     def process(self, batch: Batch, want: np.ndarray) -> list[np.ndarray | None]:
         if not self.frozen:  # the user's own vector is exact per event, like a history prefix
             weights = np.where(batch.saves, self.save_weight, self.click_weight)
-            np.add.at(self.sums, batch.users, weights[:, None] * self.vectors[batch.items])
+            users, rows = np.unique(batch.users, return_inverse=True)
+            per_user = sp.csr_matrix(
+                (weights, (rows, np.arange(len(rows)))), shape=(len(users), len(rows))
+            )
+            self.sums[users] += per_user @ self.vectors[batch.items].astype(np.float64)
         return super().process(batch, want)
 
     def end_warmup(self) -> None:

@@ -10,7 +10,8 @@ the student's feature row run inside ``Engine.process`` unchanged:
   first, left-padded). Too slow for serving; here it measures what distillation gives up.
 * :class:`CoVisitationReranker` — a prototype of a co-visitation signal in the engine:
   retrieval score plus ``weight`` times the user's recent items' cosine co-occurrence with
-  the candidate (the item-kNN baseline's own online statistics, scaled to [0, 1] per user).
+  the candidate (the item-kNN baseline's own online statistics; the newest recent item
+  counts 1, the one before ``recency``, then ``recency²``…; scaled to [0, 1] per user).
   The statistics live in the evaluator (folded in after each micro-batch, like the
   batch-start popularity); a serving version would keep them in the engine.
 """
@@ -98,11 +99,14 @@ class TeacherReranker:
 class CoVisitationReranker:
     """Retrieval score + ``weight`` × scaled co-visitation with the user's recent items."""
 
-    def __init__(self, knn: ItemKNN, items: Vocab, weight: float, model_version: str) -> None:
+    def __init__(
+        self, knn: ItemKNN, items: Vocab, weight: float, recency: float, model_version: str
+    ) -> None:
         self.knn = knn
         self.items = items
         self.weight = weight
-        self.model_version = f"{model_version}+covis{weight:g}"
+        self.recency = recency
+        self.model_version = f"{model_version}+covis{weight:g}r{recency:g}"
         self.provider = "numpy"
 
     def score_batch(self, batch: RerankBatch) -> np.ndarray:
@@ -115,10 +119,11 @@ class CoVisitationReranker:
             (index[i] for i in batch.candidate_ids), np.int64, len(batch.candidate_ids)
         )
         for g, context in enumerate(batch.contexts):
-            recent = [index[i] for i in context.recent_items if i in index]
+            recent = [(n, index[i]) for n, i in enumerate(context.recent_items) if i in index]
             if not recent:
                 continue
-            sim = self.knn.similarity(np.asarray(recent, dtype=np.int64), inv_norm)
+            position, rows = np.asarray(recent, dtype=np.int64).T
+            sim = self.knn.similarity(rows, inv_norm, self.recency**position)
             top = float(sim.max())
             if top > 0:
                 rows = slice(int(batch.offsets[g]), int(batch.offsets[g + 1]))

@@ -12,7 +12,7 @@ from streamrec.cli import app
 from streamrec.config import Settings
 from streamrec.evaluation.report import summarize, write_report
 from streamrec.evaluation.run import EvalOptions, evaluate
-from streamrec.evaluation.variants import Variant
+from streamrec.evaluation.variants import Variant, parse_variants
 
 VARIANTS = (
     Variant("decayed", "none"),
@@ -112,6 +112,14 @@ def test_write_report_roundtrips_json(world, tmp_path: Path) -> None:  # type: i
 def test_variant_parse_errors(bad: str) -> None:
     with pytest.raises(ValueError):
         Variant.parse(bad)
+
+
+def test_variant_groups_expand_in_order_without_duplicates() -> None:
+    names = [v.name for v in parse_variants(["decayed:none,default", "multi:none"])]
+    assert names == ["decayed:none", "decayed:student", "decayed:covis", "multi:none"]
+    everything = [v.name for v in parse_variants(["all"])]
+    assert len(everything) == len(set(everything)) == 9
+    assert {"decayed:teacher", "multi:teacher", "decayed:int8"} <= set(everything)
 
 
 def test_parallel_processes_give_the_same_results_as_one(world) -> None:  # type: ignore[no-untyped-def]

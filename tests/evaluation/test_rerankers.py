@@ -133,14 +133,23 @@ def test_covisitation_adds_the_scaled_cooccurrence_to_the_retrieval_score() -> N
     batch = _batch([_context((("a", "click", 0),))], [["d", "c", "b"]], catalog)
     column = FEATURE_NAMES.index("retrieval_score")
     base = batch.features[:, column]
-    scores = CoVisitationReranker(knn, items, 0.5, "v").score_batch(batch)
+    scores = CoVisitationReranker(knn, items, 0.5, 1.0, "v").score_batch(batch)
     inv = knn.inverse_norms()
     sim = knn.similarity(np.array([items.index["a"]]), inv)
     scaled = sim[[items.index[i] for i in "dcb"]] / sim.max()
     np.testing.assert_allclose(scores, base + 0.5 * scaled, rtol=1e-6)
     assert scaled[0] == 0 and scaled[2] == 1.0  # d never co-occurred; b is a's best partner
+    # older recent items count less: newest 1, the one before `recency`
+    two = _batch([_context((("c", "click", 0), ("a", "click", 1)))], [["d", "c", "b"]], catalog)
+    rows = np.array([items.index["a"], items.index["c"]])
+    sim = knn.similarity(rows[:1], inv) + 0.25 * knn.similarity(rows[1:], inv)
+    np.testing.assert_allclose(sim, knn.similarity(rows, inv, np.array([1.0, 0.25])))
+    want = two.features[:, column] + sim[[items.index[i] for i in "dcb"]] / sim.max()
+    got = CoVisitationReranker(knn, items, 1.0, 0.25, "v").score_batch(two)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
     # weight 0: exactly the retrieval score, so retrieval order
-    np.testing.assert_allclose(CoVisitationReranker(knn, items, 0.0, "v").score_batch(batch), base)
+    plain = CoVisitationReranker(knn, items, 0.0, 1.0, "v").score_batch(batch)
+    np.testing.assert_allclose(plain, base)
 
 
 def test_covis_variant_with_weight_zero_ranks_as_retrieval_order_does(world) -> None:  # type: ignore[no-untyped-def]
