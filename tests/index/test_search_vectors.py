@@ -51,3 +51,21 @@ def test_get_vectors_gives_zeros_for_unknown_and_deleted_ids() -> None:
     assert found.tolist() == [True, False, False, True]
     np.testing.assert_array_equal(got[[0, 3]], vectors[[0, 2]])
     assert not got[[1, 2]].any()
+
+
+def test_exclusions_filter_alike_through_the_bitmap_and_the_binary_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import streamrec.index.candidate as candidate
+
+    ids, vectors = clustered_catalog(1500, 16, seed=6)
+    index = build_index(ids, vectors, kind="flat", device="cpu")
+    queries = queries_near(vectors, 20, seed=7)
+    rng = np.random.default_rng(8)
+    exclude = [{ids[r] for r in rng.choice(1500, size=300, replace=False)} for _ in range(20)]
+    bitmap = index.search(queries, 100, exclude)  # 20 x 1500 rows: the bitmap path
+    monkeypatch.setattr(candidate, "_BITMAP_MAX", 0)
+    searched = index.search(queries, 100, exclude)
+    assert bitmap.ids == searched.ids
+    for hits, ex in zip(searched.ids, exclude, strict=True):
+        assert len(hits) == 100 and not set(hits) & ex
