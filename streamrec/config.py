@@ -161,6 +161,32 @@ class Settings(BaseSettings):
         description="Actions on known items a user needs before recommendations are personalized; "
         "below it the user gets recently-popular items.",
     )
+    engine_covis_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of online co-visitation in the ranking: without a reranker, "
+        "candidates are ranked by retrieval score + this x co-visitation with the user's "
+        "recent items (scaled to [0, 1] per user); 0 keeps no co-visitation statistics.",
+    )
+    engine_covis_window: int = Field(
+        20, ge=1, description="Co-visitation: a user's previous actions an action pairs with."
+    )
+    engine_covis_recent: int = Field(
+        10, ge=1, description="Co-visitation: the user's last actions a candidate is scored by."
+    )
+    engine_covis_recency: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="Co-visitation: weight of each older recent action relative to the next "
+        "newer one (the newest counts 1).",
+    )
+    engine_covis_max_items: int = Field(
+        8192,
+        ge=1,
+        description="Co-visitation: items counted (a dense float32 matrix, 256 MB at 8192); "
+        "items beyond are not counted.",
+    )
     engine_device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where index and reranker run: `auto` picks a GPU when one is present."
     )

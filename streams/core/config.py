@@ -38,6 +38,11 @@ class EngineConfig:
     popular_as_of: Literal["batch_end", "batch_start"] = "batch_end"
     popular_seed: bool = True
     cold_threshold: int = 1
+    covis_weight: float = 0.0
+    covis_window: int = 20
+    covis_recent: int = 10
+    covis_recency: float = 0.7
+    covis_max_items: int = 8192
     device: str = "auto"
     threads: int = 1
 
@@ -64,6 +69,11 @@ class EngineConfig:
             popular_as_of=settings.engine_popular_as_of,
             popular_seed=settings.engine_popular_seed,
             cold_threshold=settings.engine_cold_threshold,
+            covis_weight=settings.engine_covis_weight,
+            covis_window=settings.engine_covis_window,
+            covis_recent=settings.engine_covis_recent,
+            covis_recency=settings.engine_covis_recency,
+            covis_max_items=settings.engine_covis_max_items,
             device=settings.engine_device,
             threads=settings.engine_threads,
         )

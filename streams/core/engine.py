@@ -42,6 +42,7 @@ import numpy as np
 
 from streamrec.index import SearchResult
 from streamrec.streams.core.config import EngineConfig
+from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.features import FEATURE_NAMES, UserContext, build_features
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.rules import UpdateRule
@@ -52,6 +53,8 @@ PERSONALIZED = "personalized"
 POPULAR = "popular"
 
 Moment = Literal["after", "before"]
+#: A newly applied event and the user's items before it (for co-visitation; else empty).
+Counted = tuple[Event, Sequence[str]]
 
 
 class Index(Protocol):
@@ -218,8 +221,13 @@ class Engine:
         *,
         clock: Callable[[], int] = _wall_clock_ms,
         model_version: str | None = None,
+        covis: CoVisitation | None = None,
     ) -> None:
+        """``covis``: co-visitation statistics kept from the applied events; without a
+        reranker, candidates are then ranked by retrieval score + ``config.covis_weight`` x
+        co-visitation (see :mod:`.covis`)."""
         self.index = index
+        self.covis = covis
         self.scorer = scorer
         self.rule = rule
         self.popular = popular
@@ -268,12 +276,13 @@ class Engine:
         were newly applied."""
         table = VectorTable.fetch(self.index, [e.item_id for e in events])
         touched: dict[str, UserState] = {}
-        counted: list[Event] = []
+        counted: list[Counted] = []
         for event in events:
             state = touched.get(event.user_id) or self._state(states, event.user_id)
             touched[event.user_id] = state
-            if self._apply_one(state, event, table):
-                counted.append(event)
+            before = self._apply_one(state, event, table)
+            if before is not None:
+                counted.append((event, before))
         states.update(touched)  # assignment is what a Faust table persists
         self._count(counted)
         return len(counted)
@@ -309,7 +318,7 @@ class Engine:
         stats = BatchStats(events=len(events))
         self.last_batch_stats = stats
         started = time.perf_counter()
-        counted: list[Event] = []
+        counted: list[Counted] = []
         snapshots = self._apply(events, states, moment, stats, counted)
         count_first = moment == "after" and self.config.popular_as_of == "batch_end"
         if count_first:
@@ -332,10 +341,13 @@ class Engine:
             state = states[user_id] = UserState()
         return state
 
-    def _apply_one(self, state: UserState, event: Event, table: VectorTable) -> bool:
-        """Apply one event unless it was already applied; True when it was applied now."""
+    def _apply_one(
+        self, state: UserState, event: Event, table: VectorTable
+    ) -> Sequence[str] | None:
+        """Apply one event unless it was already applied (then None); returns the user's
+        previous items when co-visitation is kept (else an empty tuple)."""
         if state.is_applied(event):
-            return False
+            return None
         cfg = self.config
         state.record(
             event,
@@ -347,12 +359,17 @@ class Engine:
         vector = table.vector(event.item_id)
         if vector is not None:
             self.rule.update(state, vector, weight, event.ts)
-        return True
+        if self.covis is None:
+            return ()
+        window = self.covis.window
+        return [item for item, _, _ in state.recent[-window - 1 : -1]]
 
-    def _count(self, events: Sequence[Event]) -> None:
-        """Add newly applied events to the recently-popular counts."""
-        for event in events:
+    def _count(self, counted: Sequence[Counted]) -> None:
+        """Add newly applied events to the recently-popular counts (and co-visitation)."""
+        for event, _ in counted:
             self.popular.add(event.item_id, event.ts, self.rule.weight(event.action, event.weight))
+        if self.covis is not None and counted:
+            self.covis.add([e.item_id for e, _ in counted], [before for _, before in counted])
 
     def _context(self, state: UserState) -> UserContext:
         return UserContext.of(
@@ -369,7 +386,7 @@ class Engine:
         states: MutableMapping[str, UserState],
         moment: Moment,
         stats: BatchStats,
-        counted: list[Event],
+        counted: list[Counted],
     ) -> list[_Snapshot]:
         """Apply each event to its user's state, snapshotting the state at ``moment``;
         newly applied events are appended to ``counted`` for the popularity counts."""
@@ -380,9 +397,10 @@ class Engine:
             state = touched.get(event.user_id) or self._state(states, event.user_id)
             touched[event.user_id] = state
             before = (self._context(state), state.exclude) if moment == "before" else None
-            applied = self._apply_one(state, event, table)
-            if applied:
-                counted.append(event)
+            previous = self._apply_one(state, event, table)
+            applied = previous is not None
+            if previous is not None:
+                counted.append((event, previous))
             context, exclude = before or (self._context(state), state.exclude)
             stats.applied += applied
             stats.duplicates += not applied
@@ -519,13 +537,23 @@ class Engine:
             raise ValueError(f"score_batch gave shape {scores.shape} for {len(features)} rows")
         return scores
 
+    def _covisited(self, scored: list[CandidateSet]) -> np.ndarray:
+        """Retrieval score + weight x scaled co-visitation with the user's recent items."""
+        assert self.covis is not None
+        histories = [
+            [item for item, _, _ in c.context.history] if c.context else [] for c in scored
+        ]
+        covis = self.covis.scores(histories, [c.ids for c in scored])
+        retrieval = np.concatenate([c.scores for c in scored]).astype(np.float64)
+        return retrieval + self.config.covis_weight * covis
+
     def _rank(self, candidate_sets: list[CandidateSet]) -> list[Recommendation]:
         """One reranker call over all personalized candidates; top-k per event."""
         k = self.config.k
         scored = [c for c in candidate_sets if c.source == PERSONALIZED and c.ids]
         reranked: dict[int, np.ndarray] = {}
-        if self.scorer is not None and scored:
-            scores = self._score(scored)
+        if scored and (self.scorer is not None or self.covis is not None):
+            scores = self._score(scored) if self.scorer is not None else self._covisited(scored)
             start = 0
             for c in scored:
                 reranked[id(c)] = scores[start : start + len(c.ids)]

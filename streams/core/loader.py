@@ -14,6 +14,7 @@ import faiss
 from streamrec.config import Settings
 from streamrec.index import load_index
 from streamrec.streams.core.config import EngineConfig
+from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.popular import Popular
@@ -73,4 +74,12 @@ def load_engine(
         )
     else:
         popular = Popular(config.popular_half_life_s, config.popular_top)
-    return Engine(index, scorer, rule_of(config), popular, config)
+    covis = None
+    if config.covis_weight > 0:
+        covis = CoVisitation(
+            window=config.covis_window,
+            recent=config.covis_recent,
+            recency=config.covis_recency,
+            max_items=config.covis_max_items,
+        )
+    return Engine(index, scorer, rule_of(config), popular, config, covis=covis)
