@@ -23,6 +23,7 @@ meanwhile).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -94,14 +95,22 @@ class CoVisitation:
         seen = self._count > 0
         inv[:-1][seen] = self._count[seen] ** -self.power
         weights = self.recency ** np.arange(self.recent, dtype=np.float64)[None, :] * inv[rec]
-        full = np.zeros((len(candidates), n), dtype=np.float64)  # every user x every item
-        for r in range(self.recent):  # one gathered row per user and recent position
-            full += weights[:, r, None] * self._pairs[np.maximum(rec[:, r], 0)]
-        full *= inv[:-1]
-        top = full.max(axis=1)
-        cand = np.fromiter((get(c, -1) for ids in candidates for c in ids), np.int64, total)
+        weights32 = weights.astype(np.float32)
+        # Every user x every item (the per-user maximum is over all items), in float32 and in
+        # place: one gathered pair row per user and recent position (110 -> ~45 us/event).
+        full = np.zeros((len(candidates), n), dtype=np.float32)
+        row = np.empty_like(full)
+        for r in range(self.recent):
+            if not weights32[:, r].any():
+                continue
+            np.take(self._pairs, np.maximum(rec[:, r], 0), axis=0, out=row)
+            row *= weights32[:, r, None]
+            full += row
+        full *= inv[:-1].astype(np.float32)
+        top = full.max(axis=1).astype(np.float64)
+        cand = np.fromiter(map(get, chain.from_iterable(candidates), repeat(-1)), np.int64, total)
         owner = np.repeat(np.arange(len(candidates)), counts)
-        out = np.where(cand >= 0, full[owner, np.maximum(cand, 0)], 0.0)
+        out = np.where(cand >= 0, full[owner, np.maximum(cand, 0)].astype(np.float64), 0.0)
         scale = top[owner]
         return np.where(scale > 0, out / np.where(scale > 0, scale, 1.0), 0.0)
 

@@ -25,7 +25,9 @@ code. Per micro-batch (DESIGN.md "The path of one event"):
    order when there is none); top-k. A reranker is either a feature scorer
    (``score(features [N, F]) -> [N]``, the student ``Scorer``) or a batch reranker
    (``score_batch(RerankBatch) -> [N]``) that also sees each row's user snapshot, candidate
-   id and vector (a sequence model such as the teacher).
+   id and vector (a sequence model such as the teacher). Without a reranker and with
+   co-visitation on (``covis``, :mod:`.covis`), the order is retrieval score +
+   ``covis_weight`` x the user's scaled co-visitation with each candidate.
 
 Stage timings of the last batch are in :attr:`Engine.last_batch_stats` for metrics.
 """
