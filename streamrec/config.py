@@ -363,7 +363,7 @@ class Settings(BaseSettings):
         "interest.",
     )
     eval_covis_weight: float = Field(
-        2.0,
+        4.0,
         ge=0,
         description="`covis` engine variant: weight of the user's co-visitation score (scaled "
         "to [0, 1] per user) added to the retrieval score of each candidate.",
