@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from locust import HttpUser, User, between, events, task
 from locust.env import Environment
 
@@ -100,14 +100,31 @@ class LatencyTracker:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._consumer = KafkaConsumer(
-            SETTINGS.topic_recommendations,
-            bootstrap_servers=SETTINGS.bootstrap_servers,
-            auto_offset_reset="latest",
-            enable_auto_commit=False,
-            group_id=None,
+            bootstrap_servers=SETTINGS.bootstrap_servers, enable_auto_commit=False, group_id=None
         )
+        self._listen_from_now()
         self._thread = threading.Thread(target=self._run, name="recs-consumer", daemon=True)
         self._thread.start()
+
+    def _listen_from_now(self) -> None:
+        """Hold every partition of ``recommendations`` at its current end before any event
+        is sent.
+
+        Subscribing with ``auto_offset_reset="latest"`` left the partitions unassigned and
+        their start offsets unresolved until the first polls, while users were already
+        sending: answers written before a partition's "latest" was looked up were never
+        read and timed out (13 of 9,810 in a 15 s run). ``position`` blocks until each
+        offset is resolved, so every answer to an event sent after this returns is read.
+        """
+        topic = SETTINGS.topic_recommendations
+        partitions = self._consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise RuntimeError(f"topic {topic!r} not found on {SETTINGS.bootstrap_servers}")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        self._consumer.seek_to_end(*tps)
+        for tp in tps:
+            self._consumer.position(tp)
 
     def sent(self, event_id: str) -> None:
         with self._lock:
@@ -155,6 +172,8 @@ _shared: dict[str, Any] = {}
 @events.test_start.add_listener
 def _start(environment: Environment, **_: Any) -> None:
     opts = environment.parsed_options
+    if opts is None:  # only the locust command line parses our options
+        raise RuntimeError("run this file with the locust command: it needs --events-file etc.")
     _shared["source"] = EventSource(opts.events_file, opts.users_count, opts.items_count)
     if any(cls.__name__ == "KafkaEventUser" for cls in environment.user_classes):
         _shared["tracker"] = LatencyTracker(environment, opts.answer_timeout)
