@@ -29,8 +29,16 @@ from streamrec.evaluation.prequential import (
     Vocab,
     replay,
 )
-from streamrec.evaluation.variants import EngineSystem, Variant, load_variant, warmup_filter
+from streamrec.evaluation.variants import (
+    EngineSystem,
+    FanOut,
+    Variant,
+    load_reranker,
+    load_variant,
+    warmup_filter,
+)
 from streamrec.index.vectors import load_vectors
+from streamrec.streams.core.engine import BatchReranker, Reranker
 from streamrec.streams.recorded import read_events
 
 ITEM_VECTORS = "item_vectors.npz"
@@ -128,47 +136,24 @@ def _replay_group(
         kinds[name] = "baseline"
     skipped: dict[str, str] = {}
     engine_info: dict[str, dict[str, str]] = {}
+    runnable = []
     for variant in options.variants:
         why = variant.missing(artifacts)
-        if why is not None:
+        if why is None:
+            runnable.append(variant)
+        else:
             skipped[variant.name] = why
-            continue
-        covisitation = (
-            _knn(history, len(items), k, settings) if variant.reranker == "covis" else None
+    for rule in dict.fromkeys(v.rule for v in runnable):
+        built = _engine_systems(
+            [v for v in runnable if v.rule == rule], inputs, history, artifacts, settings, k
         )
-        try:
-            engine = load_variant(
-                artifacts,
-                settings,
-                variant,
-                items=items,
-                covisitation=covisitation,
-                seed_popular=warmup is None,
-            )
-        except Exception as exc:  # a teacher with another input spec, say: report, go on
-            skipped[variant.name] = f"{type(exc).__name__}: {exc}"
-            continue
-        if engine.config.k < k:
-            raise ValueError(f"engine_k={engine.config.k} is below the largest cut-off {k}")
-        engine_info[variant.name] = {
-            "model_version": engine.model_version,
-            "provider": getattr(engine.scorer, "provider", "none"),
-            "index": f"{engine.index.kind}/{engine.index.device}",
-        }
-        keep = None
-        if warmup is not None and len(warmup):
-            keep = warmup_filter(
-                test.users,
-                int(warmup.ts[-1]),
-                engine.config.popular_half_life_s,
-                settings.eval_warmup_half_lives,
-            )
-        systems.append(
-            EngineSystem(
-                variant.name, engine, items, k, warmup_keep=keep, covisitation=covisitation
-            )
-        )
-        kinds[variant.name] = "engine"
+        for name, system_or_why, info in built:
+            if isinstance(system_or_why, str):
+                skipped[name] = system_or_why
+                continue
+            systems.append(system_or_why)
+            kinds[name] = "engine"
+            engine_info[name] = info
     truth = DriftTruth.load(options.drift_world, items) if options.drift_world else None
     track_set = tracked_users(truth, users) if truth else set()
     result = replay(
@@ -188,6 +173,81 @@ def _replay_group(
     )
 
 
+def _engine_systems(
+    variants: list[Variant],
+    inputs: _Inputs,
+    history: History,
+    artifacts: Path,
+    settings: Settings,
+    k: int,
+) -> list[tuple[str, System | str, dict[str, str]]]:
+    """The systems of one rule's variants: ONE engine replay when a reranker variant is
+    among them (the others ride on it through a fan-out, see ``EngineSystem``), otherwise
+    one replay each. Per variant: (name, system or why it cannot run, engine info)."""
+    ranked = sorted(variants, key=lambda v: v.reranker == "none")  # a reranker ranks first
+    first = ranked[0]
+    covisitation = None
+    if any(v.reranker == "covis" for v in ranked):
+        covisitation = _knn(history, len(inputs.items), k, settings)
+    shared = first.reranker != "none" and len(ranked) > 1
+    out: list[tuple[str, System | str, dict[str, str]]] = []
+    for variant in [first] if shared else ranked:
+        try:
+            engine = load_variant(
+                artifacts,
+                settings,
+                variant,
+                items=inputs.items,
+                covisitation=covisitation,
+                seed_popular=inputs.warmup is None,
+            )
+            others: list[tuple[Variant, Reranker | BatchReranker | None]] = []
+            for other in ranked[1:] if shared else []:
+                reranker = load_reranker(
+                    artifacts,
+                    settings,
+                    other,
+                    engine,
+                    items=inputs.items,
+                    covisitation=covisitation,
+                )
+                others.append((other, reranker))
+        except Exception as exc:  # a teacher with another input spec, say: report, go on
+            out.append((variant.name, f"{type(exc).__name__}: {exc}", {}))
+            continue
+        if engine.config.k < k:
+            raise ValueError(f"engine_k={engine.config.k} is below the largest cut-off {k}")
+        keep = None
+        if inputs.warmup is not None and len(inputs.warmup):
+            keep = warmup_filter(
+                inputs.test.users,
+                int(inputs.warmup.ts[-1]),
+                engine.config.popular_half_life_s,
+                settings.eval_warmup_half_lives,
+            )
+        system = EngineSystem(
+            variant.name,
+            engine,
+            inputs.items,
+            k,
+            warmup_keep=keep,
+            covisitation=covisitation,
+            shared=[(o.name, r) for o, r in others],
+        )
+        index = f"{engine.index.kind}/{engine.index.device}"
+        for name, reranker in [(variant.name, engine.scorer), *((o.name, r) for o, r in others)]:
+            if isinstance(reranker, FanOut):
+                reranker = reranker.rerankers[0][1]
+            info = {
+                "model_version": reranker.model_version if reranker else "retrieval",
+                "provider": getattr(reranker, "provider", "none"),
+                "index": index,
+            }
+            view = system if name == variant.name else system.view(name)
+            out.append((name, view, info))
+    return out
+
+
 def _worker(
     paths: tuple[Path, Path | None, Path],
     settings: Settings,
@@ -201,18 +261,21 @@ def _worker(
 
 
 def _groups(options: EvalOptions, jobs: int) -> list[EvalOptions]:
-    """Split the systems over ``jobs`` groups: the baselines together (cheap), engine
-    variants spread round-robin, multi-interest ones (several queries per event) first."""
-    variants = sorted(options.variants, key=lambda v: v.rule != "multi")
-    groups: list[list[Variant]] = [[] for _ in range(jobs)]
-    for n, variant in enumerate(variants):
-        groups[n % jobs].append(variant)
+    """Split the systems over ``jobs`` groups: each rule's variants together (they share
+    one engine replay), multi-interest first; the baselines together, in a group of their
+    own when one is free, else with the last rule."""
+    rules = sorted(dict.fromkeys(v.rule for v in options.variants), key=lambda r: r != "multi")
+    own_group = bool(options.baselines) and len(rules) < jobs
+    slots = max(1, jobs - own_group)
+    groups: list[list[Variant]] = [[] for _ in range(slots)]
+    for n, rule in enumerate(rules):
+        groups[n % slots].extend(v for v in options.variants if v.rule == rule)
     out = [replace(options, variants=tuple(g), baselines=()) for g in groups if g]
     if options.baselines:
-        if out:
+        if out and not own_group:
             out[-1] = replace(out[-1], baselines=options.baselines)
         else:
-            out = [replace(options, variants=())]
+            out.append(replace(options, variants=()))
     return out
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,10 +29,11 @@ from streamrec.evaluation.baselines import ItemKNN
 from streamrec.evaluation.prequential import Batch, Vocab
 from streamrec.evaluation.rerankers import CoVisitationReranker, TeacherReranker
 from streamrec.streams.core.config import EngineConfig
-from streamrec.streams.core.engine import Engine
+from streamrec.streams.core.engine import BatchReranker, Engine, RerankBatch, Reranker
+from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.loader import load_engine
 from streamrec.streams.core.state import UserState
-from streamrec.streams.wire import pack
+from streamrec.streams.wire import Event, Recommendation, pack
 
 RULES = ("decayed", "multi")
 RERANKERS = {
@@ -108,8 +110,7 @@ def load_variant(
     ``covis`` needs the co-visitation statistics (``covisitation``, kept up to date by the
     :class:`EngineSystem`) and the replay's item vocabulary.
     """
-    file = "" if variant.reranker in BATCH_RERANKERS else RERANKERS[variant.reranker]
-    changed = settings.model_copy(update={"engine_reranker": file})
+    changed = settings.model_copy(update={"engine_reranker": ""})
     config = dataclasses.replace(
         EngineConfig.from_settings(changed),
         rule=variant.rule,
@@ -117,27 +118,94 @@ def load_variant(
         popular_seed=seed_popular and changed.engine_popular_seed,
     )
     engine = load_engine(artifacts, changed, config=config)
-    if variant.reranker == "teacher":
-        engine.scorer = TeacherReranker.load(artifacts, threads=config.threads)
-    elif variant.reranker == "covis":
-        if covisitation is None or items is None:
-            raise ValueError(f"variant {variant.name}: needs co-visitation statistics")
-        engine.scorer = CoVisitationReranker(
-            covisitation,
-            items,
-            settings.eval_covis_weight,
-            settings.eval_covis_recency,
-            engine.model_version,
-        )
-    if variant.reranker != "none" and engine.scorer is None:
-        raise ValueError(f"variant {variant.name}: the engine loaded no reranker")
+    engine.scorer = load_reranker(
+        artifacts, settings, variant, engine, items=items, covisitation=covisitation
+    )
     if engine.scorer is not None:
         engine.model_version = engine.scorer.model_version
     return engine
 
 
+def load_reranker(
+    artifacts: Path,
+    settings: Settings,
+    variant: Variant,
+    engine: Engine,
+    *,
+    items: Vocab | None = None,
+    covisitation: ItemKNN | None = None,
+) -> Reranker | BatchReranker | None:
+    """The reranker a variant plugs into ``engine`` (None for retrieval order)."""
+    threads = engine.config.threads
+    if variant.reranker == "none":
+        return None
+    if variant.reranker == "teacher":
+        return TeacherReranker.load(artifacts, threads=threads)
+    if variant.reranker == "covis":
+        if covisitation is None or items is None:
+            raise ValueError(f"variant {variant.name}: needs co-visitation statistics")
+        return CoVisitationReranker(
+            covisitation,
+            items,
+            settings.eval_covis_weight,
+            settings.eval_covis_recency,
+            "retrieval",
+        )
+    from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
+
+    path = artifacts / RERANKERS[variant.reranker]
+    return Scorer.load(path, FEATURE_NAMES, device=engine.config.device, threads=threads)
+
+
+class FanOut:
+    """A batch reranker that scores every batch with several rerankers and ranks by the first.
+
+    The variants of one rule share one engine replay this way (same state, retrieval and
+    features); the others' scores and timings are kept for :class:`EngineSystem` to cut
+    their lists from. ``None`` stands for retrieval order.
+    """
+
+    def __init__(self, rerankers: Sequence[tuple[str, Reranker | BatchReranker | None]]) -> None:
+        first = rerankers[0][1]
+        if first is None:
+            raise ValueError("the first reranker of a fan-out ranks the engine's lists")
+        self.rerankers = list(rerankers)
+        self.model_version = first.model_version
+        self.batch: RerankBatch | None = None
+        self.scores: dict[str, np.ndarray | None] = {}
+        self.seconds: dict[str, float] = {}
+
+    def reset(self) -> None:
+        """Forget the last batch (a micro-batch without personalized events scores none)."""
+        self.batch = None
+        self.seconds = {name: 0.0 for name, _ in self.rerankers}
+
+    def score_batch(self, batch: RerankBatch) -> np.ndarray:
+        self.batch = batch
+        for name, reranker in self.rerankers:
+            began = time.perf_counter()
+            if reranker is None:
+                scores = None
+            elif isinstance(reranker, BatchReranker):
+                scores = np.asarray(reranker.score_batch(batch))
+            else:
+                scores = np.asarray(reranker.score(batch.features))
+            self.seconds[name] = time.perf_counter() - began
+            self.scores[name] = scores
+        first = self.scores[self.rerankers[0][0]]
+        assert first is not None
+        return first
+
+
 class EngineSystem:
-    """Replays batches through ``Engine.process`` and keeps each user's emitted list."""
+    """Replays batches through ``Engine.process`` and keeps each user's emitted list.
+
+    With ``shared`` rerankers, one replay serves several variants of the same rule: the
+    engine ranks with its own reranker, a :class:`FanOut` scores the same candidates with
+    the others, and each :meth:`view` cuts its top-k exactly as the engine does (stable
+    order by score; retrieval order for ``None``). Each view reports the time it would
+    have taken alone: the shared stages plus its own reranker.
+    """
 
     def __init__(
         self,
@@ -148,6 +216,7 @@ class EngineSystem:
         *,
         warmup_keep: Callable[[Batch], np.ndarray] | None = None,
         covisitation: ItemKNN | None = None,
+        shared: Sequence[tuple[str, Reranker | BatchReranker | None]] = (),
     ) -> None:
         """``warmup_keep(batch)`` masks the warm-up events the engine needs (see
         :func:`warmup_filter`); by default all. ``covisitation`` (the statistics a ``covis``
@@ -159,10 +228,25 @@ class EngineSystem:
         self.items = items
         self.k = k
         self.states: dict[str, UserState] = {}
-        self._hash = hashlib.sha256()
         self._warming = True
         self._warmup_keep = warmup_keep
         self.covisitation = covisitation
+        self.fanout: FanOut | None = None
+        if shared:
+            self.fanout = FanOut([(name, engine.scorer), *shared])
+            engine.scorer = self.fanout
+        names = [name, *(n for n, _ in shared)]
+        self._hashes = {n: hashlib.sha256() for n in names}
+        self.outputs: dict[str, list[np.ndarray | None]] = {}
+        self.seconds: dict[str, float] = {}
+        self.batch: Batch | None = None
+        self.last_seconds: float | None = None
+
+    def view(self, name: str) -> VariantView:
+        """The system of a shared variant (replay it right after this one)."""
+        if name not in self._hashes or name == self.name:
+            raise KeyError(f"{name} is not shared by {self.name}")
+        return VariantView(name, self)
 
     def _after_batch(self, batch: Batch) -> None:
         """Co-visitation takes the batch once every list of it is made (batch start)."""
@@ -175,31 +259,103 @@ class EngineSystem:
         return np.fromiter((self.items.add(i) for i in top), np.int64, len(top))
 
     def process(self, batch: Batch, want: np.ndarray) -> list[np.ndarray | None]:
+        began = time.perf_counter()
+        self.batch = batch
         events = batch.events
-        out: list[np.ndarray | None] = [None] * len(events)
+        self.outputs = {n: [None] * len(events) for n in self._hashes}
+        if self.fanout is not None:
+            self.fanout.reset()
         if self._warming:
             keep = self._warmup_keep(batch) if self._warmup_keep else np.ones(len(events), bool)
             keep |= want
             if not want.any():  # nothing of this batch is kept: state updates only
                 self.engine.apply([e for e, k in zip(events, keep, strict=True) if k], self.states)
                 self._after_batch(batch)
-                return out
+                self._time(began)
+                return self.outputs[self.name]
             positions = np.flatnonzero(keep).tolist()
         else:
             positions = list(range(len(events)))
-        recs = self.engine.process([events[p] for p in positions], self.states)
+        chosen = [events[p] for p in positions]
+        recs = self.engine.process(chosen, self.states)
         self._after_batch(batch)
-        for pos, rec in zip(positions, recs, strict=True):
-            self._hash.update(pack([rec.user_id, rec.items, rec.scores, rec.source]))
-            ids = (self.items.add(i) for i in rec.items)
-            out[pos] = np.fromiter(ids, np.int64, len(rec.items))
+        lists = {self.name: [(r.items, r.scores) for r in recs]}
+        if self.fanout is not None:
+            lists.update(self._shared_lists(chosen, recs))
+        for name, per_event in lists.items():
+            out, digest = self.outputs[name], self._hashes[name]
+            for pos, rec, (ids, scores) in zip(positions, recs, per_event, strict=True):
+                digest.update(pack([rec.user_id, ids, scores, rec.source]))
+                out[pos] = np.fromiter((self.items.add(i) for i in ids), np.int64, len(ids))
+        self._time(began)
+        return self.outputs[self.name]
+
+    def _shared_lists(
+        self, events: list[Event], recs: list[Recommendation]
+    ) -> dict[str, list[tuple[list[str], list[float]]]]:
+        """Each shared variant's (items, scores) per event: its own top-k of the candidates
+        the engine scored, and the engine's list where it scored none (cold users)."""
+        assert self.fanout is not None
+        batch, k = self.fanout.batch, self.engine.config.k
+        group = {id(e): g for g, e in enumerate(batch.events)} if batch is not None else {}
+        out = {}
+        for name, _ in self.fanout.rerankers[1:]:
+            scores = self.fanout.scores.get(name) if batch is not None else None
+            per_event = []
+            for event, rec in zip(events, recs, strict=True):
+                g = group.get(id(event))
+                if g is None or batch is None:
+                    per_event.append((rec.items, rec.scores))
+                    continue
+                rows = slice(int(batch.offsets[g]), int(batch.offsets[g + 1]))
+                ids = batch.candidate_ids[rows]
+                if scores is None:  # retrieval order; the feature's score stands for it
+                    order = np.arange(min(k, len(ids)))
+                    own = batch.features[rows, FEATURE_NAMES.index("retrieval_score")]
+                else:
+                    own = scores[rows]
+                    order = np.argsort(-own, kind="stable")[:k]
+                per_event.append(([ids[i] for i in order.tolist()], own[order].tolist()))
+            out[name] = per_event
         return out
+
+    def _time(self, began: float) -> None:
+        """Per variant: the shared stages plus its own reranker's time."""
+        total = time.perf_counter() - began
+        own = self.fanout.seconds if self.fanout is not None else {}
+        shared = total - sum(own.values())
+        self.seconds = {n: shared + own.get(n, 0.0) for n in self._hashes}
+        self.last_seconds = self.seconds[self.name] if self.fanout is not None else None
 
     def end_warmup(self) -> None:
         self._warming = False
 
+    def digest(self, name: str | None = None) -> str:
+        return self._hashes[name or self.name].hexdigest()
+
+
+class VariantView:
+    """A variant that rides on another variant's replay (see :class:`EngineSystem`)."""
+
+    def __init__(self, name: str, owner: EngineSystem) -> None:
+        self.name = name
+        self.owner = owner
+        self.last_seconds: float | None = None
+
+    def cold_items(self) -> np.ndarray:
+        return self.owner.cold_items()
+
+    def process(self, batch: Batch, want: np.ndarray) -> list[np.ndarray | None]:
+        if self.owner.batch is not batch:
+            raise RuntimeError(f"{self.name}: replay {self.owner.name} before its shared views")
+        self.last_seconds = self.owner.seconds[self.name]
+        return self.owner.outputs[self.name]
+
+    def end_warmup(self) -> None:
+        """The owner leaves warm-up for every view."""
+
     def digest(self) -> str:
-        return self._hash.hexdigest()
+        return self.owner.digest(self.name)
 
 
 def warmup_filter(

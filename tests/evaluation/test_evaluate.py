@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from streamrec.cli import app
 from streamrec.config import Settings
 from streamrec.evaluation.report import summarize, write_report
-from streamrec.evaluation.run import EvalOptions, evaluate
+from streamrec.evaluation.run import EvalOptions, _groups, evaluate
 from streamrec.evaluation.variants import Variant, parse_variants
 
 VARIANTS = (
@@ -134,3 +134,37 @@ def test_parallel_processes_give_the_same_results_as_one(world) -> None:  # type
     assert two.inputs["jobs"] == "2"
     assert list(two.replay.outcomes) == list(one.replay.outcomes)
     assert two.digest == one.digest
+
+
+def test_variants_of_one_rule_share_one_replay_with_the_lists_each_would_emit_alone(
+    world,  # type: ignore[no-untyped-def]
+) -> None:
+    variants = tuple(Variant("decayed", r) for r in ("none", "student", "covis"))
+    shared = evaluate(
+        world["test"], world["artifacts"], Settings(), EvalOptions(variants=variants, baselines=()),
+        warmup_path=world["warmup"],
+    )  # fmt: skip
+    for variant in variants:
+        alone = evaluate(
+            world["test"], world["artifacts"], Settings(),
+            EvalOptions(variants=(variant,), baselines=()), warmup_path=world["warmup"],
+        )  # fmt: skip
+        mine, theirs = shared.replay.outcomes[variant.name], alone.replay.outcomes[variant.name]
+        assert (mine.ranks == theirs.ranks).all(), variant.name
+        assert (mine.covered == theirs.covered).all(), variant.name
+        if variant.reranker != "none":  # same scores too (retrieval order's are the feature's)
+            assert mine.digest == theirs.digest, variant.name
+        assert shared.engine_info[variant.name] == alone.engine_info[variant.name]
+    assert len({o.digest for o in shared.replay.outcomes.values()}) == 3
+
+
+def test_jobs_keep_a_rules_variants_together_and_give_baselines_their_own_process() -> None:
+    options = EvalOptions(variants=tuple(parse_variants(["default"])))
+    groups = _groups(options, 2)
+    assert [[v.name for v in g.variants] for g in groups] == [
+        ["decayed:student", "decayed:none", "decayed:covis"], [],
+    ]  # fmt: skip
+    assert [g.baselines for g in groups] == [(), options.baselines]
+    everything = EvalOptions(variants=tuple(parse_variants(["all"])))
+    rules = [{v.rule for v in g.variants} for g in _groups(everything, 2)]
+    assert rules == [{"multi"}, {"decayed"}]
