@@ -22,10 +22,15 @@ meanwhile).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from streamrec.streams.wire import Event
 
 
 class CoVisitation:
@@ -51,6 +56,45 @@ class CoVisitation:
 
     def __len__(self) -> int:
         return len(self._code)
+
+    @classmethod
+    def from_events(cls, events: Iterable[Event], **params: Any) -> CoVisitation:
+        """The statistics the engine would hold after applying ``events`` (in order, each
+        once); ``params`` as for the constructor. For ``streamrec train`` to save with
+        :meth:`save`, so a worker starts with them."""
+        covis = cls(**params)
+        history: defaultdict[str, deque[str]] = defaultdict(lambda: deque(maxlen=covis.window))
+        items: list[str] = []
+        previous: list[list[str]] = []
+        for event in events:
+            before = history[event.user_id]
+            items.append(event.item_id)
+            previous.append(list(before))
+            before.append(event.item_id)
+            if len(items) == 4096:  # counts are sums: adding in chunks changes nothing
+                covis.add(items, previous)
+                items, previous = [], []
+        covis.add(items, previous)
+        return covis
+
+    def save(self, path: Path | str) -> None:
+        """Write the counted items, their pair and action counts (``covis.npz``)."""
+        n = len(self._code)
+        ids = np.array(list(self._code), dtype=np.str_)
+        np.savez(path, ids=ids, pairs=self._pairs[:n, :n], counts=self._count[:n])
+
+    @classmethod
+    def load(cls, path: Path | str, **params: Any) -> CoVisitation:
+        """Read :meth:`save`'s file; ``params`` (window, recent, …) as for the constructor."""
+        covis = cls(**params)
+        with np.load(path, allow_pickle=False) as data:
+            ids, pairs, counts = data["ids"].tolist(), data["pairs"], data["counts"]
+        n = min(len(ids), covis.max_items)
+        covis._grow(max(n, 1))
+        covis._code = dict(zip(ids[:n], range(n), strict=True))
+        covis._pairs[:n, :n] = pairs[:n, :n]
+        covis._count[:n] = counts[:n]
+        return covis
 
     def add(self, items: Sequence[str], previous: Sequence[Sequence[str]]) -> None:
         """Count applied actions: ``items[j]`` by a user whose actions before it were

@@ -7,6 +7,7 @@ run the same index, reranker and update rule for the same settings.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import faiss
@@ -23,6 +24,10 @@ from streamrec.streams.core.rules import UpdateRule, make_rule
 INDEX_DIR = "index"
 #: Recently-popular counts at the end of the training stream (:meth:`Popular.save`).
 POPULAR_FILE = "popular.msgpack"
+#: Co-visitation statistics of the training stream (:meth:`CoVisitation.save`).
+COVIS_FILE = "covis.npz"
+
+log = logging.getLogger(__name__)
 
 
 def rule_of(config: EngineConfig) -> UpdateRule:
@@ -35,6 +40,28 @@ def rule_of(config: EngineConfig) -> UpdateRule:
         interests=config.interests,
         threshold=config.interest_threshold,
     )
+
+
+def covisitation(artifacts: Path, config: EngineConfig, catalog: int) -> CoVisitation:
+    """Co-visitation statistics: from ``ARTIFACTS/covis.npz`` when it is there and seeding is
+    on (``popular_seed``, which covers both global statistics), else empty."""
+    if catalog > config.covis_max_items:
+        log.warning(
+            "co-visitation counts at most %d items but the catalog has %d: items first seen "
+            "beyond that get no co-visitation (raise engine_covis_max_items, memory n^2 x 4 B)",
+            config.covis_max_items,
+            catalog,
+        )
+    params = {
+        "window": config.covis_window,
+        "recent": config.covis_recent,
+        "recency": config.covis_recency,
+        "max_items": config.covis_max_items,
+    }
+    seed = artifacts / COVIS_FILE
+    if config.popular_seed and seed.is_file():
+        return CoVisitation.load(seed, **params)
+    return CoVisitation(**params)
 
 
 def load_engine(
@@ -74,12 +101,5 @@ def load_engine(
         )
     else:
         popular = Popular(config.popular_half_life_s, config.popular_top)
-    covis = None
-    if config.covis_weight > 0:
-        covis = CoVisitation(
-            window=config.covis_window,
-            recent=config.covis_recent,
-            recency=config.covis_recency,
-            max_items=config.covis_max_items,
-        )
+    covis = covisitation(artifacts, config, len(index)) if config.covis_weight > 0 else None
     return Engine(index, scorer, rule_of(config), popular, config, covis=covis)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +94,43 @@ def test_co_visitation_of_a_batch_is_counted_only_after_its_lists_at_batch_start
     recs = fresh.process(batch, {})
     plain = covis_engine(0.0).process(batch, {})
     assert recs[0].items == plain[0].items  # nothing counted yet when item0's list was made
+
+
+def test_from_events_equals_what_the_engine_keeps_and_survives_a_file(
+    covis_engine: Callable[..., Engine],
+    make_stream: Callable[..., list[Event]],
+    tmp_path: Path,
+) -> None:
+    events = make_stream(300, users=5)
+    engine = covis_engine(4.0, covis_window=6)
+    engine.apply(events, {})
+    built = CoVisitation.from_events(events, window=6)
+    assert engine.covis is not None
+    users = [[e.item_id for e in events[-12:]]]
+    candidates = [[f"item{i}" for i in range(0, 600, 7)]]
+    np.testing.assert_array_equal(
+        built.scores(users, candidates), engine.covis.scores(users, candidates)
+    )
+    built.save(tmp_path / "covis.npz")
+    loaded = CoVisitation.load(tmp_path / "covis.npz", window=6)
+    np.testing.assert_array_equal(loaded.scores(users, candidates), built.scores(users, candidates))
+    loaded.add(["new-2", "new-1"], [[], ["new-2"]])  # still grows after a load
+    assert len(loaded) == len(built) + 2
+    assert loaded.scores([["new-2"]], [["new-1"]]).tolist() == [1.0]
+
+
+def test_the_loader_seeds_co_visitation_from_the_artifacts(
+    tmp_path: Path, index: CandidateIndex, make_stream: Callable[..., list[Event]]
+) -> None:
+    from streamrec.config import Settings
+    from streamrec.streams.core.loader import COVIS_FILE, load_engine
+
+    index.save(tmp_path / "index")
+    events = make_stream(200, users=4)
+    CoVisitation.from_events(events).save(tmp_path / COVIS_FILE)
+    settings = Settings(engine_device="cpu", engine_covis_weight=2.0, engine_reranker="")
+    seeded = load_engine(tmp_path, settings)
+    assert seeded.covis is not None and len(seeded.covis) == len({e.item_id for e in events})
+    unseeded = load_engine(tmp_path, settings.model_copy(update={"engine_popular_seed": False}))
+    assert unseeded.covis is not None and len(unseeded.covis) == 0
+    assert load_engine(tmp_path, Settings(engine_device="cpu")).covis is None  # weight 0: off
