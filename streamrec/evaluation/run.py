@@ -114,6 +114,26 @@ class _GroupResult:
     kinds: dict[str, str]
     skipped: dict[str, str]
     engine_info: dict[str, dict[str, str]]
+    loaded: _Loaded | None = None  # from one process of a parallel run: the main one loads none
+
+
+@dataclass
+class _Loaded:
+    """What the report needs of the inputs (a parallel run takes it from a worker)."""
+
+    test: Stream
+    users: Vocab
+    items: Vocab
+    catalog_size: int
+    warmup_events: int
+    seconds: float
+
+    @classmethod
+    def of(cls, inputs: _Inputs, seconds: float) -> _Loaded:
+        warmup_events = len(inputs.warmup) if inputs.warmup is not None else 0
+        return cls(
+            inputs.test, inputs.users, inputs.items, inputs.catalog_size, warmup_events, seconds
+        )
 
 
 def _replay_group(
@@ -253,11 +273,20 @@ def _worker(
     settings: Settings,
     options: EvalOptions,
     queue: Any,
+    hand_back: bool,
 ) -> _GroupResult:
-    """Process-pool entry: load the inputs and replay one group, reporting progress."""
+    """Process-pool entry: load the inputs and replay one group, reporting the replay's
+    length (``("total", n)``) and then progress (``("done", n)``) through ``queue``;
+    ``hand_back`` returns what the report needs of the inputs too."""
     test_path, warmup_path, artifacts = paths
+    started = time.perf_counter()
     inputs = _load(test_path, warmup_path, artifacts)
-    return _replay_group(inputs, artifacts, settings, options, queue.put)
+    loaded = _Loaded.of(inputs, time.perf_counter() - started)
+    queue.put(("total", len(inputs.test) + loaded.warmup_events))
+    result = _replay_group(inputs, artifacts, settings, options, lambda n: queue.put(("done", n)))
+    if hand_back:
+        result.loaded = loaded
+    return result
 
 
 def _groups(options: EvalOptions, jobs: int) -> list[EvalOptions]:
@@ -296,49 +325,49 @@ def evaluate(
     same streams; results are identical to one process, only faster on several cores).
     """
     started = time.perf_counter()
-    inputs = _load(test_path, warmup_path, artifacts)
-    loaded = time.perf_counter()
-    per_replay = len(inputs.test) + (len(inputs.warmup) if inputs.warmup is not None else 0)
     groups = _groups(options, max(1, jobs))
     if len(groups) <= 1:
-        advance = progress("replaying", per_replay) if progress else None
+        inputs = _load(test_path, warmup_path, artifacts)
+        loaded = _Loaded.of(inputs, time.perf_counter() - started)
+        total = len(inputs.test) + loaded.warmup_events
+        advance = progress("replaying", total) if progress else None
         results = [_replay_group(inputs, artifacts, settings, options, advance)]
-    else:
-        results = _parallel(
-            groups, (test_path, warmup_path, artifacts), settings, per_replay, progress
-        )
+    else:  # each process loads the inputs itself; the first hands them back
+        results = _parallel(groups, (test_path, warmup_path, artifacts), settings, progress)
+        assert results[0].loaded is not None
+        loaded = results[0].loaded
     replayed = time.perf_counter()
     order = [*options.baselines, *(v.name for v in options.variants)]
     merged = {n: o for r in results for n, o in r.outcomes.items()}
     kinds = {n: k for r in results for n, k in r.kinds.items()}
     outcomes = {n: merged[n] for n in order if n in merged}
     replay_result = Replay(
-        inputs.test,
+        loaded.test,
         results[0].history_length,
         outcomes,
-        inputs.users,
-        inputs.items,
+        loaded.users,
+        loaded.items,
         results[0].batches,
     )
-    truth = DriftTruth.load(options.drift_world, inputs.items) if options.drift_world else None
+    truth = DriftTruth.load(options.drift_world, loaded.items) if options.drift_world else None
     drift = adaptation(replay_result, truth, share=settings.eval_drift_share) if truth else None
     return Evaluation(
         replay=replay_result,
         options=options,
         kinds={n: kinds[n] for n in outcomes},
         skipped={n: why for r in results for n, why in r.skipped.items()},
-        catalog_size=inputs.catalog_size,
-        seconds={
-            "load": loaded - started,
-            "replay": replayed - loaded,
+        catalog_size=loaded.catalog_size,
+        seconds={  # in a parallel run, loading (in each process) is part of the replay
+            "load": loaded.seconds,
+            "replay": replayed - started - loaded.seconds,
             "total": time.perf_counter() - started,
         },
         inputs={
             "test": str(test_path),
             "warmup": str(warmup_path) if warmup_path else "",
             "artifacts": str(artifacts),
-            "test_events": str(len(inputs.test)),
-            "warmup_events": str(len(inputs.warmup) if inputs.warmup is not None else 0),
+            "test_events": str(len(loaded.test)),
+            "warmup_events": str(loaded.warmup_events),
             "jobs": str(len(groups)),
         },
         drift=drift,
@@ -350,25 +379,24 @@ def _parallel(
     groups: list[EvalOptions],
     paths: tuple[Path, Path | None, Path],
     settings: Settings,
-    per_replay: int,
     progress: Callable[[str, int], Callable[[int], None]] | None,
 ) -> list[_GroupResult]:
     """Replay each group in its own (spawned) process; progress arrives through a queue."""
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(len(groups), mp_context=context) as pool:
         queue = manager.Queue()
-        futures = [pool.submit(_worker, paths, settings, g, queue) for g in groups]
-        advance = (
-            progress(f"replaying ({len(groups)} processes)", per_replay * len(groups))
-            if progress
-            else None
-        )
+        futures = [
+            pool.submit(_worker, paths, settings, g, queue, n == 0) for n, g in enumerate(groups)
+        ]
+        advance = None
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2)
             while not queue.empty():
-                n = queue.get()
-                if advance is not None:
+                kind, n = queue.get()
+                if kind == "total" and advance is None and progress is not None:
+                    advance = progress(f"replaying ({len(groups)} processes)", n * len(groups))
+                elif kind == "done" and advance is not None:
                     advance(n)
         return [f.result() for f in futures]
 
