@@ -183,13 +183,9 @@ class ItemKNN(Popularity):
         """1/sqrt(count) per item (0 for items never seen): the cosine normalisation."""
         return np.where(self.scores > 0, 1.0 / np.sqrt(np.maximum(self.scores, 1e-12)), 0.0)
 
-    def similarity(
-        self, recent: np.ndarray, inv_norm: np.ndarray, weights: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Every item's summed cosine co-occurrence with the ``recent`` item indices, each
-        recent item counted with its ``weights`` entry (default 1)."""
-        scale = inv_norm[recent] if weights is None else inv_norm[recent] * weights
-        return (self.cooc[recent] * scale[:, None]).sum(axis=0) * inv_norm
+    def similarity(self, recent: np.ndarray, inv_norm: np.ndarray) -> np.ndarray:
+        """Every item's summed cosine co-occurrence with the ``recent`` item indices."""
+        return (self.cooc[recent] * inv_norm[recent, None]).sum(axis=0) * inv_norm
 
     def recommend(self, users: list[int], lengths: list[int]) -> list[np.ndarray]:
         inv_norm = self.inverse_norms()

@@ -143,7 +143,6 @@ def test_covisitation_adds_the_scaled_cooccurrence_to_the_retrieval_score() -> N
     two = _batch([_context((("c", "click", 0), ("a", "click", 1)))], [["d", "c", "b"]], catalog)
     rows = np.array([items.index["a"], items.index["c"]])
     sim = knn.similarity(rows[:1], inv) + 0.25 * knn.similarity(rows[1:], inv)
-    np.testing.assert_allclose(sim, knn.similarity(rows, inv, np.array([1.0, 0.25])))
     want = two.features[:, column] + sim[[items.index[i] for i in "dcb"]] / sim.max()
     got = CoVisitationReranker(knn, items, 1.0, 0.25, "v").score_batch(two)
     np.testing.assert_allclose(got, want, rtol=1e-6)
