@@ -209,9 +209,13 @@ def _engine_systems(
     covisitation = None
     if any(v.reranker == "covis" for v in ranked):
         covisitation = _knn(history, len(inputs.items), k, settings)
+    # with the engine's own co-visitation on, `none` ranks by it, not by retrieval order:
+    # such a variant needs its own replay
+    alone = [v for v in ranked[1:] if v.reranker == "none" and settings.engine_covis_weight > 0]
+    ranked = [v for v in ranked if v not in alone]
     shared = first.reranker != "none" and len(ranked) > 1
     out: list[tuple[str, System | str, dict[str, str]]] = []
-    for variant in [first] if shared else ranked:
+    for variant in [first, *alone] if shared else [*ranked, *alone]:
         try:
             engine = load_variant(
                 artifacts,
@@ -222,7 +226,7 @@ def _engine_systems(
                 seed_popular=inputs.warmup is None,
             )
             others: list[tuple[Variant, Reranker | BatchReranker | None]] = []
-            for other in ranked[1:] if shared else []:
+            for other in ranked[1:] if shared and variant is first else []:
                 reranker = load_reranker(
                     artifacts,
                     settings,

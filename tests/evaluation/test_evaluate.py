@@ -168,3 +168,18 @@ def test_jobs_keep_a_rules_variants_together_and_give_baselines_their_own_proces
     everything = EvalOptions(variants=tuple(parse_variants(["all"])))
     rules = [{v.rule for v in g.variants} for g in _groups(everything, 2)]
     assert rules == [{"multi"}, {"decayed"}]
+
+
+def test_with_the_engines_co_visitation_on_retrieval_order_runs_its_own_replay(world) -> None:  # type: ignore[no-untyped-def]
+    variants = (Variant("decayed", "student"), Variant("decayed", "none"))
+    on = Settings(engine_covis_weight=4.0)
+    both = evaluate(
+        world["test"], world["artifacts"], on, EvalOptions(variants=variants, baselines=()),
+        warmup_path=world["warmup"],
+    )  # fmt: skip
+    alone = evaluate(
+        world["test"], world["artifacts"], on,
+        EvalOptions(variants=variants[1:], baselines=()), warmup_path=world["warmup"],
+    )  # fmt: skip
+    plain = both.replay.outcomes["decayed:none"]
+    assert plain.digest == alone.replay.outcomes["decayed:none"].digest  # the engine's ranking
