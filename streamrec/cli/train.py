@@ -53,9 +53,10 @@ def train(
     """Train item embeddings, the index, a teacher and a distilled student reranker.
 
     Writes ARTIFACTS/{item_vectors.npz, index/, reranker.onnx, reranker.int8.onnx,
-    teacher.onnx, popular.msgpack, report.json, manifest.json} and prints the report. Exits
-    non-zero when the gate is missed: the student must keep >= 97 % of the teacher's
-    NDCG@10, be >= 5x faster at p99 for 200 candidates, and both must beat retrieval order.
+    teacher.onnx, popular.msgpack, covis.npz, report.json, manifest.json} and prints the
+    report. Exits non-zero when the gate is missed: the student must keep >= 97 % of the
+    teacher's NDCG@10, be >= 5x faster at p99 for 200 candidates, and both must beat
+    retrieval order.
     """
     settings = settings_of(ctx)
     # Heavy imports (torch, faiss, onnxruntime) only once the command really runs.

@@ -4,7 +4,8 @@
 2. item embeddings on the learning part → ``item_vectors.npz`` and the ``index/``;
 3. replay the whole file through the engine core (retrieval order, no reranker), logging
    ranking groups at sampled learning events and sampled held-out events; the replay's
-   recently-popular counts at the end → ``popular.msgpack`` (workers seed cold users' lists);
+   recently-popular counts at the end → ``popular.msgpack`` (workers seed cold users' lists)
+   and the stream's co-visitation → ``covis.npz`` (seeds the engine's, when it is on);
 4. teacher on hard labels; student distilled from it; both keep their best validation epoch;
 5. export the student (fp32 + int8) and the teacher to ONNX, each parity-checked;
 6. offline quality on the held-out groups (the students through the real run-time
@@ -52,9 +53,10 @@ from streamrec.models.scorer import Scorer
 from streamrec.models.student import Student
 from streamrec.models.teacher import Teacher
 from streamrec.streams.core.config import EngineConfig
+from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import INDEX_DIR, POPULAR_FILE, rule_of
+from streamrec.streams.core.loader import COVIS_FILE, INDEX_DIR, POPULAR_FILE, rule_of
 from streamrec.streams.core.popular import Popular
 from streamrec.training.config import LATENCY_CANDIDATES, TrainingConfig
 from streamrec.training.examples import GroupRequest, replay_and_log
@@ -130,6 +132,13 @@ def _train(
     t0 = time.perf_counter()
     learn, held_out, popular = _log_groups(stream, index, engine_config, item_ids, config, progress)
     popular.save(out_dir / POPULAR_FILE)  # workers seed cold users' lists from it
+    CoVisitation.from_events(  # and their co-visitation, when it is on
+        stream.events,
+        window=engine_config.covis_window,
+        recent=engine_config.covis_recent,
+        recency=engine_config.covis_recency,
+        max_items=engine_config.covis_max_items,
+    ).save(out_dir / COVIS_FILE)
     clock["replay_s"] = time.perf_counter() - t0
     n_valid = max(1, int(len(learn) * VALID_FRAC))
     train_groups = learn.subset(np.arange(len(learn) - n_valid))
@@ -226,6 +235,7 @@ def _train(
             "reranker_int8": RERANKER_INT8,
             "teacher": TEACHER,
             "popular": POPULAR_FILE,
+            "covis": COVIS_FILE,
             "report": REPORT,
         },
         "engine": _jsonable(

@@ -18,6 +18,7 @@ from streamrec.index.vectors import load_vectors
 from streamrec.models.export import read_metadata
 from streamrec.models.scorer import Scorer
 from streamrec.streams.core.config import EngineConfig
+from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.loader import POPULAR_FILE, load_engine
 from streamrec.streams.core.popular import Popular
@@ -63,7 +64,8 @@ def artifacts(
 def test_writes_the_artifacts_layout(artifacts: tuple[Path, dict]) -> None:
     out, _ = artifacts
     for name in ("item_vectors.npz", "index", "reranker.onnx", "reranker.int8.onnx",
-                 "teacher.onnx", "popular.msgpack", "report.json", "manifest.json"):  # fmt: skip
+                 "teacher.onnx", "popular.msgpack", "covis.npz", "report.json",
+                 "manifest.json"):  # fmt: skip
         assert (out / name).exists(), name
     ids, vectors = load_vectors(out / "item_vectors.npz")
     assert vectors.shape == (len(ids), 16)
@@ -90,6 +92,29 @@ def test_writes_the_training_streams_popularity_so_cold_users_get_items_at_once(
     # a worker started on these artifacts serves a never-seen user from its first event
     engine = load_engine(out, settings)
     assert engine.cold_recommendation(5) == [i for i in ids if i in engine.index][:5]
+
+
+def test_writes_the_training_streams_co_visitation_for_the_engine_to_start_from(
+    artifacts: tuple[Path, dict], events_file: Path, settings: Settings
+) -> None:
+    out, _ = artifacts
+    engine = load_engine(out, settings.model_copy(update={"engine_covis_weight": 1.0}))
+    assert engine.covis is not None
+    events = list(read_events(events_file))
+    cfg = engine.config
+    fresh = CoVisitation.from_events(
+        events, window=cfg.covis_window, recent=cfg.covis_recent, recency=cfg.covis_recency
+    )
+    assert len(engine.covis) == len(fresh) > 0
+    users = {}  # a user's recent items, oldest first, as of the stream's end
+    for e in events:
+        users.setdefault(e.user_id, []).append(e.item_id)
+    histories = [items[-cfg.covis_recent :] for items in list(users.values())[:5]]
+    candidates = [list(dict.fromkeys(events[i].item_id for i in range(0, 400, 7)))] * 5
+    np.testing.assert_allclose(
+        engine.covis.scores(histories, candidates), fresh.scores(histories, candidates)
+    )
+    assert engine.covis.scores(histories, candidates).max() > 0
 
 
 def test_exported_student_loads_in_the_scorer_with_its_metadata(
