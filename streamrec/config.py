@@ -169,7 +169,10 @@ class Settings(BaseSettings):
         "recent items (scaled to [0, 1] per user); 0 keeps no co-visitation statistics.",
     )
     engine_covis_window: int = Field(
-        20, ge=1, description="Co-visitation: a user's previous actions an action pairs with."
+        3,
+        ge=1,
+        description="Co-visitation: a user's previous actions an action pairs with (ML-1M "
+        "validation HR@10 at weight 4: 0.263 with 20, 0.295 with 5, 0.296 with 3).",
     )
     engine_covis_recent: int = Field(
         10, ge=1, description="Co-visitation: the user's last actions a candidate is scored by."

@@ -39,7 +39,7 @@ class CoVisitation:
     def __init__(
         self,
         *,
-        window: int = 20,
+        window: int = 3,
         recent: int = 10,
         recency: float = 0.7,
         power: float = 0.5,
