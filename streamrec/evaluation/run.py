@@ -242,7 +242,9 @@ def _engine_systems(
         if engine.config.k < k:
             raise ValueError(f"engine_k={engine.config.k} is below the largest cut-off {k}")
         keep = None
-        if inputs.warmup is not None and len(inputs.warmup):
+        # the filter skips other users' old events, which only popularity would have seen;
+        # the engine's co-visitation counts them all, so with it on every event is applied
+        if inputs.warmup is not None and len(inputs.warmup) and engine.covis is None:
             keep = warmup_filter(
                 inputs.test.users,
                 int(inputs.warmup.ts[-1]),

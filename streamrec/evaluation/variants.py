@@ -364,9 +364,10 @@ def warmup_filter(
     """Which warm-up events the engine must apply: every event of a user who appears in the
     held-out stream, and everyone's events of the last ``half_lives`` popularity half-lives.
 
-    The engine keeps no cross-user state but the decayed popularity, so the events left out
-    change nothing the evaluation reads except popularity weights below 2^-half_lives of an
-    event at the warm-up's end; skipping them makes warm-up several times faster.
+    The engine keeps no cross-user state but the decayed popularity (and, when it is on,
+    co-visitation: then the filter must not be used), so the events left out change nothing
+    the evaluation reads except popularity weights below 2^-half_lives of an event at the
+    warm-up's end; skipping them makes warm-up several times faster.
     """
     users = np.unique(test_users)
     since = warmup_end_ts - half_lives * popular_half_life_s * 1000.0
