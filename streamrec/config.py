@@ -368,15 +368,8 @@ class Settings(BaseSettings):
     eval_covis_weight: float = Field(
         4.0,
         ge=0,
-        description="`covis` engine variant: weight of the user's co-visitation score (scaled "
-        "to [0, 1] per user) added to the retrieval score of each candidate.",
-    )
-    eval_covis_recency: float = Field(
-        0.8,
-        gt=0,
-        le=1,
-        description="`covis` engine variant: the user's newest recent item counts 1 in the "
-        "co-visitation score, the one before this much, then its square, and so on.",
+        description="`covis` engine variant: the engine's co-visitation weight it runs with "
+        "when `engine_covis_weight` (the serving setting) is 0.",
     )
 
     # --- Training (streamrec.training, models/; owner: models engineer) --------------

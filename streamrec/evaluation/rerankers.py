@@ -8,12 +8,6 @@ the student's feature row run inside ``Engine.process`` unchanged:
   distilled from), fed exactly as training fed it: the feature rows, the candidates'
   vectors and the user's last ``seq_len`` actions (item vectors and action weights, oldest
   first, left-padded). Too slow for serving; here it measures what distillation gives up.
-* :class:`CoVisitationReranker` — a prototype of a co-visitation signal in the engine:
-  retrieval score plus ``weight`` times the user's recent items' cosine co-occurrence with
-  the candidate (the item-kNN baseline's own online statistics; the newest recent item
-  counts 1, the one before ``recency``, then ``recency²``…; scaled to [0, 1] per user).
-  The statistics live in the evaluator (folded in after each micro-batch, like the
-  batch-start popularity); a serving version would keep them in the engine.
 """
 
 from __future__ import annotations
@@ -23,14 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import scipy.sparse as sp
 
-from streamrec.evaluation.baselines import ItemKNN
-from streamrec.evaluation.prequential import Vocab
 from streamrec.models.scorer import session_options
 from streamrec.streams.core.engine import RerankBatch
-
-RETRIEVAL_SCORE = "retrieval_score"
 
 
 def _pad_rows(batch: RerankBatch) -> tuple[np.ndarray, np.ndarray, int]:
@@ -95,51 +84,3 @@ class TeacherReranker:
                 seq[g, -len(rows) :] = vectors[rows]
                 seq_weight[g, -len(rows) :] = weights
         return seq, seq_weight
-
-
-class CoVisitationReranker:
-    """Retrieval score + ``weight`` × scaled co-visitation with the user's recent items."""
-
-    def __init__(
-        self, knn: ItemKNN, items: Vocab, weight: float, recency: float, model_version: str
-    ) -> None:
-        self.knn = knn
-        self.items = items
-        self.weight = weight
-        self.recency = recency
-        self.model_version = f"{model_version}+covis{weight:g}r{recency:g}"
-        self.provider = "numpy"
-
-    def score_batch(self, batch: RerankBatch) -> np.ndarray:
-        """Per row: its retrieval score plus the weighted co-visitation of its user.
-
-        One sparse × dense product for the batch: row ``g`` of the query holds user ``g``'s
-        recent items with weight ``recency^position / sqrt(count)``."""
-        column = batch.feature_names.index(RETRIEVAL_SCORE)
-        scores = batch.features[:, column].astype(np.float64)
-        inv_norm = self.knn.inverse_norms()
-        index = self.items.index
-        owners, rows, positions = [], [], []
-        for g, context in enumerate(batch.contexts):
-            for position, item in enumerate(context.recent_items):
-                row = index.get(item)
-                if row is not None:
-                    owners.append(g)
-                    rows.append(row)
-                    positions.append(position)
-        if not rows:
-            return scores.astype(np.float32)
-        at = np.asarray(rows, dtype=np.int64)
-        weights = self.recency ** np.asarray(positions, dtype=np.float64) * inv_norm[at]
-        query = sp.csr_matrix(
-            (weights.astype(np.float32), (owners, at)),
-            shape=(len(batch.contexts), self.knn.cooc.shape[0]),
-        )
-        sim = np.asarray(query @ self.knn.cooc, dtype=np.float64) * inv_norm  # [B, items]
-        top = sim.max(axis=1)
-        scale = np.divide(self.weight, top, out=np.zeros_like(top), where=top > 0)
-        candidates = np.fromiter(
-            (index[i] for i in batch.candidate_ids), np.int64, len(batch.candidate_ids)
-        )
-        scores += sim[batch.owner, candidates] * scale[batch.owner]
-        return scores.astype(np.float32)

@@ -165,7 +165,7 @@ def _replay_group(
             skipped[variant.name] = why
     for rule in dict.fromkeys(v.rule for v in runnable):
         built = _engine_systems(
-            [v for v in runnable if v.rule == rule], inputs, history, artifacts, settings, k
+            [v for v in runnable if v.rule == rule], inputs, artifacts, settings, k
         )
         for name, system_or_why, info in built:
             if isinstance(system_or_why, str):
@@ -196,7 +196,6 @@ def _replay_group(
 def _engine_systems(
     variants: list[Variant],
     inputs: _Inputs,
-    history: History,
     artifacts: Path,
     settings: Settings,
     k: int,
@@ -204,16 +203,14 @@ def _engine_systems(
     """The systems of one rule's variants: ONE engine replay when a reranker variant is
     among them (the others ride on it through a fan-out, see ``EngineSystem``), otherwise
     one replay each. Per variant: (name, system or why it cannot run, engine info)."""
-    ranked = sorted(variants, key=lambda v: v.reranker == "none")  # a reranker ranks first
+    ranked = sorted(variants, key=lambda v: v.reranker in ("none", "covis"))  # rerankers first
     first = ranked[0]
-    covisitation = None
-    if any(v.reranker == "covis" for v in ranked):
-        covisitation = _knn(history, len(inputs.items), k, settings)
-    # with the engine's own co-visitation on, `none` ranks by it, not by retrieval order:
-    # such a variant needs its own replay
-    alone = [v for v in ranked[1:] if v.reranker == "none" and settings.engine_covis_weight > 0]
+    # the engine's own co-visitation ranks `covis` (and `none`, when it is on for serving):
+    # what a shared view cannot reproduce, so such a variant has its own replay
+    covis_on = settings.engine_covis_weight > 0
+    alone = [v for v in ranked[1:] if v.reranker == "covis" or (v.reranker == "none" and covis_on)]
     ranked = [v for v in ranked if v not in alone]
-    shared = first.reranker != "none" and len(ranked) > 1
+    shared = first.reranker not in ("none", "covis") and len(ranked) > 1
     out: list[tuple[str, System | str, dict[str, str]]] = []
     for variant in [first, *alone] if shared else [*ranked, *alone]:
         try:
@@ -221,20 +218,11 @@ def _engine_systems(
                 artifacts,
                 settings,
                 variant,
-                items=inputs.items,
-                covisitation=covisitation,
                 seed_popular=inputs.warmup is None,
             )
             others: list[tuple[Variant, Reranker | BatchReranker | None]] = []
             for other in ranked[1:] if shared and variant is first else []:
-                reranker = load_reranker(
-                    artifacts,
-                    settings,
-                    other,
-                    engine,
-                    items=inputs.items,
-                    covisitation=covisitation,
-                )
+                reranker = load_reranker(artifacts, other, engine)
                 others.append((other, reranker))
         except Exception as exc:  # a teacher with another input spec, say: report, go on
             out.append((variant.name, f"{type(exc).__name__}: {exc}", {}))
@@ -257,7 +245,6 @@ def _engine_systems(
             inputs.items,
             k,
             warmup_keep=keep,
-            covisitation=covisitation,
             shared=[(o.name, r) for o, r in others],
         )
         index = f"{engine.index.kind}/{engine.index.device}"
@@ -436,7 +423,7 @@ def _baseline(
 
 
 def _knn(history: History, n_items: int, k: int, settings: Settings) -> bl.ItemKNN:
-    """Online co-occurrence statistics: the item-kNN baseline, and what ``covis`` reads."""
+    """The online item-kNN baseline."""
     return bl.ItemKNN(
         history,
         n_items,

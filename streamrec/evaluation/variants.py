@@ -3,8 +3,9 @@
 A variant is ``RULE:RERANKER``: the user-update rule (``decayed`` or ``multi``) and the
 reranker: a feature scorer the engine loads from the artifacts directory (``student`` =
 reranker.onnx, ``int8`` = reranker.int8.onnx), a batch reranker plugged into the engine's
-rerank hook (``teacher`` = teacher.onnx, ``covis`` = retrieval score plus co-visitation, see
-:mod:`streamrec.evaluation.rerankers`), or ``none`` (retrieval order). Each is built by
+rerank hook (``teacher`` = teacher.onnx, see :mod:`streamrec.evaluation.rerankers`), the
+engine's own co-visitation (``covis``: retrieval score + ``eval_covis_weight`` x scaled
+co-visitation, ``streams/core/covis.py``), or ``none`` (retrieval order). Each is built by
 :func:`streamrec.streams.core.loader.load_engine` with only those two settings changed, and
 replayed through ``Engine.process`` (serving semantics: the list emitted right after an
 event is what the user has until their next one). Nothing of the engine's logic is
@@ -25,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from streamrec.config import Settings
-from streamrec.evaluation.baselines import ItemKNN
 from streamrec.evaluation.prequential import Batch, Vocab
-from streamrec.evaluation.rerankers import CoVisitationReranker, TeacherReranker
+from streamrec.evaluation.rerankers import TeacherReranker
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import BatchReranker, Engine, RerankBatch, Reranker
 from streamrec.streams.core.features import FEATURE_NAMES
@@ -43,8 +43,6 @@ RERANKERS = {
     "covis": "",
     "none": "",
 }
-#: Rerankers that run through the engine's batch hook rather than as a feature scorer.
-BATCH_RERANKERS = ("teacher", "covis")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +76,7 @@ class Variant:
 
 
 #: What ``streamrec evaluate`` replays by default: the serving variant, retrieval order and
-#: the co-visitation prototype (with the four baselines, within 5 minutes on ML-1M).
+#: the engine's co-visitation (with the four baselines; see the ML-1M timing in the report).
 DEFAULT_VARIANTS = ("decayed:student", "decayed:none", "decayed:covis")
 #: The whole matrix (``--variants all``): each rule without reranker, with the student
 #: (fp32, and int8 for the serving rule), the teacher and co-visitation.
@@ -96,20 +94,12 @@ ALL_VARIANTS = (
 
 
 def load_variant(
-    artifacts: Path,
-    settings: Settings,
-    variant: Variant,
-    *,
-    items: Vocab | None = None,
-    covisitation: ItemKNN | None = None,
-    seed_popular: bool = True,
+    artifacts: Path, settings: Settings, variant: Variant, *, seed_popular: bool = True
 ) -> Engine:
     """The engine of one variant (rule and reranker swapped, batch-start popularity, all
-    else from settings); ``seed_popular=False`` starts popularity empty (warm-up replays).
-
-    ``covis`` needs the co-visitation statistics (``covisitation``, kept up to date by the
-    :class:`EngineSystem`) and the replay's item vocabulary.
-    """
+    else from settings); ``seed_popular=False`` starts the global statistics (popularity,
+    co-visitation) empty, for warm-up replays. ``covis`` turns the engine's co-visitation on
+    at ``eval_covis_weight`` unless ``engine_covis_weight`` already does."""
     changed = settings.model_copy(update={"engine_reranker": ""})
     config = dataclasses.replace(
         EngineConfig.from_settings(changed),
@@ -117,40 +107,27 @@ def load_variant(
         popular_as_of="batch_start",
         popular_seed=seed_popular and changed.engine_popular_seed,
     )
+    if variant.reranker == "covis" and config.covis_weight <= 0:
+        config = dataclasses.replace(config, covis_weight=settings.eval_covis_weight)
     engine = load_engine(artifacts, changed, config=config)
-    engine.scorer = load_reranker(
-        artifacts, settings, variant, engine, items=items, covisitation=covisitation
-    )
+    engine.scorer = load_reranker(artifacts, variant, engine)
     if engine.scorer is not None:
         engine.model_version = engine.scorer.model_version
+    elif engine.covis is not None:
+        engine.model_version = f"retrieval+covis{engine.config.covis_weight:g}"
     return engine
 
 
 def load_reranker(
-    artifacts: Path,
-    settings: Settings,
-    variant: Variant,
-    engine: Engine,
-    *,
-    items: Vocab | None = None,
-    covisitation: ItemKNN | None = None,
+    artifacts: Path, variant: Variant, engine: Engine
 ) -> Reranker | BatchReranker | None:
-    """The reranker a variant plugs into ``engine`` (None for retrieval order)."""
+    """The reranker a variant plugs into ``engine`` (None: retrieval order, or the engine's
+    co-visitation for ``covis``)."""
     threads = engine.config.threads
-    if variant.reranker == "none":
+    if variant.reranker in ("none", "covis"):
         return None
     if variant.reranker == "teacher":
         return TeacherReranker.load(artifacts, threads=threads)
-    if variant.reranker == "covis":
-        if covisitation is None or items is None:
-            raise ValueError(f"variant {variant.name}: needs co-visitation statistics")
-        return CoVisitationReranker(
-            covisitation,
-            items,
-            settings.eval_covis_weight,
-            settings.eval_covis_recency,
-            "retrieval",
-        )
     from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
 
     path = artifacts / RERANKERS[variant.reranker]
@@ -215,12 +192,10 @@ class EngineSystem:
         k: int,
         *,
         warmup_keep: Callable[[Batch], np.ndarray] | None = None,
-        covisitation: ItemKNN | None = None,
         shared: Sequence[tuple[str, Reranker | BatchReranker | None]] = (),
     ) -> None:
         """``warmup_keep(batch)`` masks the warm-up events the engine needs (see
-        :func:`warmup_filter`); by default all. ``covisitation`` (the statistics a ``covis``
-        reranker reads) takes each whole batch after the engine has processed it."""
+        :func:`warmup_filter`); by default all."""
         if engine.config.popular_as_of != "batch_start":
             raise ValueError("the replay needs batch-start popularity (see load_variant)")
         self.name = name
@@ -230,7 +205,6 @@ class EngineSystem:
         self.states: dict[str, UserState] = {}
         self._warming = True
         self._warmup_keep = warmup_keep
-        self.covisitation = covisitation
         self.fanout: FanOut | None = None
         if shared:
             self.fanout = FanOut([(name, engine.scorer), *shared])
@@ -247,11 +221,6 @@ class EngineSystem:
         if name not in self._hashes or name == self.name:
             raise KeyError(f"{name} is not shared by {self.name}")
         return VariantView(name, self)
-
-    def _after_batch(self, batch: Batch) -> None:
-        """Co-visitation takes the batch once every list of it is made (batch start)."""
-        if self.covisitation is not None:
-            self.covisitation.add(batch)
 
     def cold_items(self) -> np.ndarray:
         """What a user never seen gets: the engine's recently-popular items in the index."""
@@ -270,7 +239,6 @@ class EngineSystem:
             keep |= want
             if not want.any():  # nothing of this batch is kept: state updates only
                 self.engine.apply([e for e, k in zip(events, keep, strict=True) if k], self.states)
-                self._after_batch(batch)
                 self._time(began)
                 return self.outputs[self.name]
             positions = np.flatnonzero(keep).tolist()
@@ -278,7 +246,6 @@ class EngineSystem:
             positions = list(range(len(events)))
         chosen = [events[p] for p in positions]
         recs = self.engine.process(chosen, self.states)
-        self._after_batch(batch)
         lists = {self.name: [(r.items, r.scores) for r in recs]}
         if self.fanout is not None:
             lists.update(self._shared_lists(chosen, recs))
