@@ -284,14 +284,18 @@ def _worker(
 
 def _groups(options: EvalOptions, jobs: int) -> list[EvalOptions]:
     """Split the systems over ``jobs`` groups: each rule's variants together (they share
-    one engine replay), multi-interest first; the baselines together, in a group of their
-    own when one is free, else with the last rule."""
-    rules = sorted(dict.fromkeys(v.rule for v in options.variants), key=lambda r: r != "multi")
-    own_group = bool(options.baselines) and len(rules) < jobs
+    one engine replay; ``covis``, which replays alone, apart), multi-interest first; the
+    baselines together, in a group of their own when one is free, else with the last."""
+
+    def key(v: Variant) -> str:  # covis replays on its own: it can go to another process
+        return f"{v.rule}:covis" if v.reranker == "covis" else v.rule
+
+    keys = sorted(dict.fromkeys(map(key, options.variants)), key=lambda r: r[:5] != "multi")
+    own_group = bool(options.baselines) and len(keys) < jobs
     slots = max(1, jobs - own_group)
     groups: list[list[Variant]] = [[] for _ in range(slots)]
-    for n, rule in enumerate(rules):
-        groups[n % slots].extend(v for v in options.variants if v.rule == rule)
+    for n, name in enumerate(keys):
+        groups[n % slots].extend(v for v in options.variants if key(v) == name)
     out = [replace(options, variants=tuple(g), baselines=()) for g in groups if g]
     if options.baselines:
         if out and not own_group:

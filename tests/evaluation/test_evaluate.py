@@ -158,16 +158,18 @@ def test_variants_of_one_rule_share_one_replay_with_the_lists_each_would_emit_al
     assert len({o.digest for o in shared.replay.outcomes.values()}) == 3
 
 
-def test_jobs_keep_a_rules_variants_together_and_give_baselines_their_own_process() -> None:
+def test_jobs_keep_a_rules_shared_variants_together_and_baselines_in_a_free_process() -> None:
     options = EvalOptions(variants=tuple(parse_variants(["default"])))
     groups = _groups(options, 2)
     assert [[v.name for v in g.variants] for g in groups] == [
-        ["decayed:student", "decayed:none", "decayed:covis"], [],
+        ["decayed:student", "decayed:none"], ["decayed:covis"],
     ]  # fmt: skip
     assert [g.baselines for g in groups] == [(), options.baselines]
-    everything = EvalOptions(variants=tuple(parse_variants(["all"])))
-    rules = [{v.rule for v in g.variants} for g in _groups(everything, 2)]
-    assert rules == [{"multi"}, {"decayed"}]
+    two_rules = EvalOptions(variants=tuple(parse_variants(["decayed:student,multi:none"])))
+    alone = _groups(two_rules, 3)
+    names = [[v.name for v in g.variants] for g in alone]
+    assert names == [["multi:none"], ["decayed:student"], []]
+    assert alone[-1].baselines == options.baselines
 
 
 def test_with_the_engines_co_visitation_on_retrieval_order_runs_its_own_replay(world) -> None:  # type: ignore[no-untyped-def]
