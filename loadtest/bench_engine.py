@@ -56,8 +56,9 @@ from streamrec.streams.wire import Event
 
 OUT = Path("out/bench-engine").absolute()
 #: (name, worker settings) of the compared configurations.
+#: The batched one keeps the settings' default window unless ``--batch-window-ms`` is given.
 CONFIGS = {
-    "batched": {"STREAMREC_WORKER_MAX_BATCH": "256", "STREAMREC_WORKER_BATCH_WINDOW_MS": "5"},
+    "batched": {"STREAMREC_WORKER_MAX_BATCH": "256"},
     "per-event": {"STREAMREC_WORKER_MAX_BATCH": "1", "STREAMREC_WORKER_BATCH_WINDOW_MS": "1"},
 }
 
@@ -103,21 +104,31 @@ def run_config(
         worker = start_worker(stack, bootstrap, art, OUT, partitions, settings_env)
         half = len(events) // 2
         send(bootstrap, worker, events[:500], ["--max"])  # warm-up: first batches, caches
+        before = metric_sums(worker.url)
         _, _, backlog, per_s = send(bootstrap, worker, events[500:half], ["--max"])
+        costs = stage_costs(before, metric_sums(worker.url))  # the backlog phase's batches
         rate = max(10.0, per_s / 2)
         paced = events[half : half + int(rate * 20)]  # about 20 s at that rate
+        before = metric_sums(worker.url)
         p50, p99, n, _ = send(bootstrap, worker, paced, ["--rate", f"{rate:.0f}"])
-        return {"events_per_s": per_s, "backlog": backlog, "rate": rate,
-                "p50_ms": p50, "p99_ms": p99, "paced": n, **stage_costs(worker.url)}  # fmt: skip
+        paced_batch = stage_costs(before, metric_sums(worker.url))["batch"]
+        return {"events_per_s": per_s, "backlog": backlog, "rate": rate, "p50_ms": p50,
+                "p99_ms": p99, "paced": n, "paced_batch": paced_batch, **costs}  # fmt: skip
 
 
-def stage_costs(url: str) -> dict[str, float]:
-    """Mean batch size and ms per event of each stage, from the worker's /metrics."""
+def metric_sums(url: str) -> dict[str, float]:
+    """The worker's batch-size and stage-seconds sums and counts, from its /metrics."""
     sums: dict[str, float] = {}
     for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
         if line.startswith(("streamrec_stage_seconds_sum", "streamrec_batch_size_")):
             name, value = line.rsplit(" ", 1)
             sums[name] = float(value)
+    return sums
+
+
+def stage_costs(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean batch size and ms per event of each stage between two :func:`metric_sums`."""
+    sums = {name: value - before.get(name, 0.0) for name, value in after.items()}
     events = sums["streamrec_batch_size_sum"]
     costs = {"batch": events / max(1.0, sums["streamrec_batch_size_count"])}
     for name, seconds in sums.items():
@@ -221,6 +232,12 @@ def main() -> None:
     parser.add_argument("--per-event-events", type=int, default=6_000, help="Per-event run.")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
+        "--batch-window-ms", help="Batched run's window (default: the settings' default)."
+    )
+    parser.add_argument(
+        "--configs", default=",".join(CONFIGS), help="Comma-separated configurations to run."
+    )
+    parser.add_argument(
         "--in-process", action="store_true", help="Engine core only, no Kafka (see above)."
     )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
@@ -252,7 +269,10 @@ def main() -> None:
             events.append(event)
             if len(events) >= args.events:
                 break
-        for name, env in CONFIGS.items():
+        for name in args.configs.split(","):
+            env = dict(CONFIGS[name])
+            if name == "batched" and args.batch_window_ms:
+                env["STREAMREC_WORKER_BATCH_WINDOW_MS"] = args.batch_window_ms
             n = args.events if name == "batched" else args.per_event_events
             step(f"{name}: {n:,} events through one worker")
             results[name] = run_config(bootstrap, art, events[:n], env, args.partitions)
@@ -263,15 +283,19 @@ def main() -> None:
         table.add_row(name, f"{r['events_per_s']:,.0f}", f"{r['rate']:,.0f}/s",
                       f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}")  # fmt: skip
     console.print(table)
-    stages = Table(title="ms per event by stage (engine = apply + search + features + rerank)")
-    names = [k for k in results["batched"] if k.endswith("_ms") and not k.startswith("p")]
-    for column in ("config", "mean batch", *[n[:-3] for n in names]):
+    stages = Table(title="backlog phase: ms per event by stage (engine = apply + search + "
+                   "features + rerank); mean batch with the backlog and at rate")  # fmt: skip
+    first = next(iter(results.values()))
+    names = [k for k in first if k.endswith("_ms") and not k.startswith("p")]
+    for column in ("config", "batch (backlog)", "batch (at rate)", *[n[:-3] for n in names]):
         stages.add_column(column, justify="right")
     for name, r in results.items():
-        stages.add_row(name, f"{r['batch']:.0f}", *[f"{r[n]:.2f}" for n in names])
+        stages.add_row(name, f"{r['batch']:.0f}", f"{r['paced_batch']:.1f}",
+                       *[f"{r.get(n, 0.0):.2f}" for n in names])  # fmt: skip
     console.print(stages)
-    speedup = results["batched"]["events_per_s"] / results["per-event"]["events_per_s"]
-    console.print(f"batched / per-event throughput: {speedup:.1f}x")
+    if {"batched", "per-event"} <= results.keys():
+        speedup = results["batched"]["events_per_s"] / results["per-event"]["events_per_s"]
+        console.print(f"batched / per-event throughput: {speedup:.1f}x")
     console.print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
