@@ -9,6 +9,7 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ import faust
 from streamrec.config import Settings
 from streamrec.streams import items, personalize, web
 from streamrec.streams.runtime import Runtime
+from streamrec.streams.topics import admin_client, describe_topics, ensure_topics
 
 if TYPE_CHECKING:
     from streamrec.streams.core.engine import Engine
@@ -54,6 +56,50 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+class PartitionMismatch(RuntimeError):
+    """The events topic's partition count differs from ``STREAMREC_PARTITIONS``."""
+
+
+class StreamrecApp(faust.App):
+    """A ``faust.App`` that creates its tables' changelog topics when it first starts.
+
+    Tables are co-partitioned with events, so their changelogs get ``STREAMREC_PARTITIONS``.
+    They are created here, and waited for until every partition has a leader, because when
+    Faust creates one itself its very next metadata read may not show it yet (seen on a
+    loaded broker): Faust then ignores the topic for good and every write to that table
+    fails with PartitionsMismatch. ``on_first_start`` runs before the app's children
+    (consumer, tables) start, whichever entry point — ``streamrec worker`` or
+    ``faust -A streamrec.streams.app worker`` — starts the app.
+    """
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        await asyncio.get_running_loop().run_in_executor(None, create_changelog_topics, self)
+
+
+def create_changelog_topics(app: faust.App) -> None:
+    """Create the missing changelog topics of ``app``'s tables (see :class:`StreamrecApp`).
+
+    Raises :class:`PartitionMismatch` when the events topic exists with another partition
+    count: changelogs of that count could not hold the tables' partitions.
+    """
+    s = runtime_of(app).settings
+    with admin_client(s.bootstrap_servers) as admin:
+        found = describe_topics(admin, [s.topic_events]).get(s.topic_events)
+        if found is not None and found != s.partitions:
+            raise PartitionMismatch(
+                f"topic {s.topic_events!r} has {found} partitions but STREAMREC_PARTITIONS is "
+                f"{s.partitions}: they must match"
+            )
+        ensure_topics(
+            admin,
+            changelog_topics(app),
+            s.partitions,
+            s.replication_factor,
+            {"cleanup.policy": "compact"},
+        )
+
+
 def create_app(settings: Settings, *, load_engine: Callable[[], Engine] | None = None) -> faust.App:
     """A worker app: agents, catalog follower, tables and HTTP views.
 
@@ -61,7 +107,7 @@ def create_app(settings: Settings, *, load_engine: Callable[[], Engine] | None =
     (tests and benchmarks build one in memory).
     """
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the leaf
-    app = faust.App(settings.worker_app_id, **faust_settings(settings))
+    app = StreamrecApp(settings.worker_app_id, **faust_settings(settings))
     rt = Runtime(app, settings, load_engine)
     personalize.register(rt)
     items.register(rt)

@@ -54,34 +54,20 @@ def run(
     import faust
     from kafka.errors import KafkaError
 
-    from streamrec.streams.app import changelog_topics, create_app
+    from streamrec.streams.app import create_app
     from streamrec.streams.topics import (
         TopicCreationError,
         admin_client,
         create_app_topics,
         describe_topics,
-        ensure_topics,
     )
 
-    app = create_app(settings)
+    app = create_app(settings)  # creates the tables' changelog topics as it starts
     try:
         if create_topics:
             create_app_topics(settings)
         with admin_client(settings.bootstrap_servers) as admin:
             found = describe_topics(admin, [settings.topic_events]).get(settings.topic_events)
-            # Tables are co-partitioned with events: their changelogs get
-            # STREAMREC_PARTITIONS. Created here, and waited for until every partition has
-            # a leader, because when Faust creates one itself its very next metadata read
-            # may not show it yet (seen on a loaded broker): Faust then ignores the topic
-            # for good and every write to that table fails with PartitionsMismatch.
-            if found == settings.partitions:
-                ensure_topics(
-                    admin,
-                    changelog_topics(app),
-                    settings.partitions,
-                    settings.replication_factor,
-                    {"cleanup.policy": "compact"},
-                )
     except (TopicCreationError, KafkaError, OSError) as exc:
         fail(f"cannot reach or set up topics on {settings.bootstrap_servers}: {exc}")
     if found != settings.partitions:

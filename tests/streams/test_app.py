@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from faust.serializers import codecs
 
 from streamrec.config import Settings
-from streamrec.streams.app import changelog_topics, create_app, faust_settings, runtime_of
+from streamrec.streams.app import (
+    PartitionMismatch,
+    changelog_topics,
+    create_app,
+    faust_settings,
+    runtime_of,
+)
 from streamrec.streams.codec import MSGPACK
+from streamrec.streams.topics import admin_client, delete_topics, describe_topics
 
 
 def test_faust_settings_follow_the_streamrec_settings(tmp_path: Path):
@@ -37,7 +48,7 @@ def test_the_app_has_the_agent_tables_and_views(tmp_path: Path):
     rt = runtime_of(app)
     assert set(app.agents) == {"personalize"}
     assert {t.name for t in app.tables.values()} == {"user_state", "recs"}
-    # What `streamrec worker` creates before Faust starts (see streamrec/cli/worker.py).
+    # What the app creates as it first starts (StreamrecApp.on_first_start).
     assert sorted(changelog_topics(app)) == ["reg-recs-changelog", "reg-user_state-changelog"]
     # Raw keys: table_route hashes exactly the bytes the events producers hash.
     assert rt.recs.changelog_topic.prepare_key("42", None)[0] == b"42"
@@ -65,3 +76,49 @@ def test_table_changelogs_decode_what_the_tables_write(tmp_path: Path):
             state
         )
         assert key == b"u1"
+
+
+@pytest.mark.integration
+def test_first_start_creates_the_changelogs_with_the_events_partitions(
+    tmp_path: Path, kafka_settings: Settings, make_topic: Callable[..., str]
+):
+    """Both entry points (`streamrec worker`, `faust -A ... worker`) start the app, so the
+    changelogs exist, co-partitioned with events, before Faust's tables look for them."""
+    events = make_topic("app-events", partitions=3)
+    app_id = f"first-start-{uuid.uuid4().hex[:8]}"
+    settings = kafka_settings.model_copy(
+        update={
+            "worker_data_dir": tmp_path,
+            "worker_app_id": app_id,
+            "partitions": 3,
+            "topic_events": events,
+        }  # fmt: skip
+    )
+    app = create_app(settings)
+    with admin_client(settings.bootstrap_servers) as admin:
+        try:
+            asyncio.run(app.on_first_start())
+            found = describe_topics(admin, changelog_topics(app))
+        finally:
+            delete_topics(admin, changelog_topics(app))
+    assert found == {f"{app_id}-user_state-changelog": 3, f"{app_id}-recs-changelog": 3}
+
+
+@pytest.mark.integration
+def test_first_start_refuses_events_with_another_partition_count(
+    tmp_path: Path, kafka_settings: Settings, make_topic: Callable[..., str]
+):
+    events = make_topic("app-events", partitions=2)
+    settings = kafka_settings.model_copy(
+        update={
+            "worker_data_dir": tmp_path,
+            "partitions": 3,
+            "topic_events": events,
+            "worker_app_id": f"mismatch-{uuid.uuid4().hex[:8]}",
+        }  # fmt: skip
+    )
+    app = create_app(settings)
+    with pytest.raises(PartitionMismatch, match="2 partitions"):
+        asyncio.run(app.on_first_start())
+    with admin_client(settings.bootstrap_servers) as admin:
+        assert describe_topics(admin, changelog_topics(app)) == {}
