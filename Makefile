@@ -5,17 +5,32 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The `gpu` extra swaps in faiss-gpu and onnxruntime-gpu when a GPU is visible.
 EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+LOCK := requirements/$(EXTRA).lock
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: install demo test test-fast test-gpu bench bench-index bench-engine bench-gpu lint docs clean kafka-start kafka-stop
+.PHONY: install install-worker lock demo test test-fast test-gpu bench bench-index bench-engine bench-gpu lint docs clean kafka-start kafka-stop
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exactly what the lock pins (hashes checked, nothing else), then streamrec itself without
+# dependencies: a new release of any package cannot change a fresh install.
+$(STAMP): $(LOCK) requirements/tools.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[$(EXTRA),train,eval,dev]'
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements/tools.lock
+	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes $(LOCK)
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
+
+# A worker that serves from artifacts: FAISS, ONNX Runtime, Faust; no torch, no dev tools.
+install-worker:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements/tools.lock
+	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes requirements/worker-$(EXTRA).lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps .
+
+# After changing a dependency in pyproject.toml: re-resolve every lock (needs uv).
+lock:
+	UV=$(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv) bash requirements/compile.sh
 
 demo: install
 	$(BIN)/python -m streamrec.demo

@@ -10,7 +10,9 @@ from rich.console import Console
 
 from streamrec.config import Settings
 
-console = Console(stderr=True)
+#: Errors go to stderr and never wrap: off a terminal rich would fold them at 80 columns,
+#: splitting one-line errors across lines in logs and captured output.
+console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
