@@ -35,6 +35,7 @@ from locust import HttpUser, User, between, events, task
 from locust.env import Environment
 
 from streamrec.config import Settings
+from streamrec.streams.reach import checked
 from streamrec.streams.recorded import read_events
 from streamrec.streams.wire import Event, decode_recommendation, encode_event
 
@@ -99,8 +100,8 @@ class LatencyTracker:
         self._sent: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=SETTINGS.bootstrap_servers, enable_auto_commit=False, group_id=None
+        self._consumer = checked(KafkaConsumer, SETTINGS.kafka_connection)(
+            enable_auto_commit=False, group_id=None
         )
         self._listen_from_now()
         self._thread = threading.Thread(target=self._run, name="recs-consumer", daemon=True)
@@ -177,9 +178,7 @@ def _start(environment: Environment, **_: Any) -> None:
     _shared["source"] = EventSource(opts.events_file, opts.users_count, opts.items_count)
     if any(cls.__name__ == "KafkaEventUser" for cls in environment.user_classes):
         _shared["tracker"] = LatencyTracker(environment, opts.answer_timeout)
-        _shared["producer"] = KafkaProducer(
-            bootstrap_servers=SETTINGS.bootstrap_servers, linger_ms=1, acks=1
-        )
+        _shared["producer"] = checked(KafkaProducer, SETTINGS.kafka_connection)(linger_ms=1, acks=1)
 
 
 @events.test_stop.add_listener

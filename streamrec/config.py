@@ -14,8 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streamrec.streams.connection import (
+    KafkaConnection,
+    SaslMechanism,
+    SecurityProtocol,
+)
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "streamrec"
 
@@ -56,6 +62,51 @@ class Settings(BaseSettings):
         "512m",
         description="JVM heap (-Xms/-Xmx) of the local broker; 512m suits tests and a laptop.",
     )
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="How every client (worker, replay, record, topics) talks to the cluster: "
+        "`PLAINTEXT`, `SSL` (TLS), `SASL_PLAINTEXT` or `SASL_SSL` (user name and password over "
+        "TLS). `streamrec kafka start` gives the local broker a listener of this protocol, "
+        "with a CA and certificate of its own and the SASL user below.",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) the brokers' certificates are checked against; "
+        "unset trusts the system's CAs. The local broker's: `<cache_dir>/kafka-<version>/"
+        "run-<port>/tls/ca.pem`.",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None,
+        description="PEM client certificate for clusters that require mutual TLS (its key "
+        "may be in the same file).",
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of the client certificate, when not in its file."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True,
+        description="Check that a broker's certificate was issued to the host name it was "
+        "reached by; turn off only for certificates made for other names.",
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "SCRAM-SHA-512",
+        description="SASL mechanism: `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN` (PLAIN "
+        "sends the password itself: only over SASL_SSL).",
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None,
+        json_schema_extra={"secret": True},
+        description="SASL password; never printed (`streamrec settings` shows ********).",
+    )
+    kafka_sasl_username: str | None = Field(
+        None, validate_default=True, description="SASL user name (SASL_PLAINTEXT, SASL_SSL)."
+    )
+    kafka_connect_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a command waits for a bootstrap server (TCP connect, TLS and SASL "
+        "handshake) before it fails with the reason.",
+    )
 
     # --- Topics ----------------------------------------------------------------------
     topic_events: str = Field(
@@ -72,7 +123,17 @@ class Settings(BaseSettings):
     )
     partitions: int = Field(8, ge=1, description="Partition count of the topics streamrec creates.")
     replication_factor: int = Field(
-        1, ge=1, description="Replication factor of the topics streamrec creates."
+        1,
+        ge=1,
+        description="Replication factor of the topics streamrec creates (3 on a production "
+        "cluster; the worker warns about 1 on a cluster of several brokers).",
+    )
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="`min.insync.replicas` of the topics streamrec creates: replicas that must "
+        "have a write before an acks=all producer hears success (2 with replication factor 3); "
+        "unset keeps the cluster's default.",
     )
 
     # --- Wire format -----------------------------------------------------------------
@@ -230,6 +291,7 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(6066, ge=1, le=65535, description="The worker's HTTP port.")
     worker_auth_token: str | None = Field(
         None,
+        json_schema_extra={"secret": True},
         description="When set, every HTTP endpoint except /healthz and /readyz needs "
         "`Authorization: Bearer <token>`.",
     )
@@ -497,6 +559,12 @@ class Settings(BaseSettings):
         "upsert/delete call that crossed the threshold).",
     )
 
+    @classmethod
+    def is_secret(cls, name: str) -> bool:
+        """Whether field ``name`` holds a secret that is never printed (``secret`` marker)."""
+        extra = cls.model_fields[name].json_schema_extra
+        return isinstance(extra, dict) and extra.get("secret") is True
+
     @property
     def index_params(self) -> dict[str, Any]:
         """The `index_*` fields as keyword arguments of `build_index` / `load_index`."""
@@ -516,6 +584,54 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """The cluster to talk to: the configured one, else the local broker."""
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def kafka_connection(self) -> KafkaConnection:
+        """How every Kafka client reaches the cluster (address, TLS, SASL)."""
+        return KafkaConnection(
+            bootstrap=self.bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+            ssl_check_hostname=self.kafka_ssl_check_hostname,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            connect_timeout_s=self.kafka_connect_timeout_s,
+        )
+
+    @field_validator("kafka_sasl_username")
+    @classmethod
+    def _kafka_connection_complete(cls, username: str | None, info: ValidationInfo) -> str | None:
+        """Contradicting TLS/SASL settings fail when read, not at the first connect.
+
+        A field validator on the user name (the password comes before it), not a model
+        validator: a model validator's error carries the whole input, password included,
+        into anything that prints the error's input.
+        """
+        known = info.data
+        KafkaConnection(  # its __post_init__ checks them
+            bootstrap="-",
+            security_protocol=known.get("kafka_security_protocol", "PLAINTEXT"),
+            ssl_certfile=known.get("kafka_ssl_certfile"),
+            ssl_keyfile=known.get("kafka_ssl_keyfile"),
+            sasl_username=username,
+            sasl_password=known.get("kafka_sasl_password"),
+        )
+        return username
+
+    @field_validator("min_insync_replicas")
+    @classmethod
+    def _insync_within_replicas(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """More in-sync replicas than replicas would make every acks=all write fail."""
+        replicas = info.data.get("replication_factor", 1)
+        if value is not None and value > replicas:
+            raise ValueError(
+                f"STREAMREC_MIN_INSYNC_REPLICAS ({value}) exceeds STREAMREC_REPLICATION_FACTOR "
+                f"({replicas}): every acks=all write would fail"
+            )
+        return value
 
     @property
     def uses_local_kafka(self) -> bool:

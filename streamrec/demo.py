@@ -31,6 +31,7 @@ from rich.console import Console
 
 from streamrec.config import Settings
 from streamrec.localkafka import LocalKafka
+from streamrec.streams.connection import KafkaConnection
 from streamrec.streams.record import messages_to_end
 from streamrec.streams.recorded import read_events, write_events
 from streamrec.streams.topics import admin_client, delete_topics, ensure_topics
@@ -123,20 +124,22 @@ def next_events(test_part: Path, held: int) -> tuple[list[Event], list[Event]]:
     return replayed, list(shown.values())
 
 
-def timestamps(bootstrap: str, topic: str, key: str, ids: set[str]) -> dict[str, int]:
+def timestamps(connection: KafkaConnection, topic: str, key: str, ids: set[str]) -> dict[str, int]:
     """event_id -> Kafka append timestamp (ms) of the messages of ``topic`` naming them."""
     found: dict[str, int] = {}
-    for record in messages_to_end(bootstrap, topic):
+    for record in messages_to_end(connection, topic):
         event_id = unpack(record.value).get(key)
         if event_id in ids and event_id not in found:
             found[event_id] = record.timestamp
     return found
 
 
-def wait_for_recs(bootstrap: str, topic: str, ids: set[str], timeout: float = 120) -> None:
+def wait_for_recs(
+    connection: KafkaConnection, topic: str, ids: set[str], timeout: float = 120
+) -> None:
     """Until every id in ``ids`` has its recommendation on ``topic``; one consumer reads on
     from where it was (re-reading the topic would steal the worker's CPU)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(**connection.client_options(), enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(tps)
@@ -165,7 +168,7 @@ class RunningWorker:
 
 def start_worker(
     stack: ExitStack,
-    bootstrap: str,
+    connection: KafkaConnection,
     artifacts: Path,
     out: Path,
     partitions: int,
@@ -175,13 +178,13 @@ def start_worker(
     ready; ``stack`` stops the worker and deletes the topics (changelogs too)."""
     app_id = f"demo-{uuid.uuid4().hex[:8]}"
     names = {k: f"{app_id}-{k}" for k in ("events", "items", "recs", "dlq")}
-    with admin_client(bootstrap) as admin:
+    with admin_client(connection) as admin:
         ensure_topics(admin, list(names.values()), partitions)
     changelogs = [f"{app_id}-{table}-changelog" for table in ("user_state", "recs")]
-    stack.callback(delete_all, bootstrap, [*names.values(), *changelogs])
+    stack.callback(delete_all, connection, [*names.values(), *changelogs])
     env = {
         **os.environ,
-        "STREAMREC_KAFKA_BOOTSTRAP": bootstrap,
+        "STREAMREC_KAFKA_BOOTSTRAP": connection.bootstrap,
         "STREAMREC_TOPIC_EVENTS": names["events"],
         "STREAMREC_TOPIC_ITEMS": names["items"],
         "STREAMREC_TOPIC_RECOMMENDATIONS": names["recs"],
@@ -210,7 +213,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         step("Kafka")
-        bootstrap = start_kafka(stack, settings)
+        connection = start_kafka(stack, settings)
 
         step("MovieLens-100k, split by time 80/20")
         train_part, test_part = prepare_data(out)
@@ -219,7 +222,7 @@ def main() -> int:
         train(train_part, artifacts)
 
         step("a worker")
-        worker = start_worker(stack, bootstrap, artifacts, out, settings.partitions)
+        worker = start_worker(stack, connection, artifacts, out, settings.partitions)
         url, names, env = worker.url, worker.topics, worker.env
         console.print(f"    ready at {url} (log {worker.log})", highlight=False)
 
@@ -233,7 +236,7 @@ def main() -> int:
             env=env,
         )
         ids = {e.event_id for e in replayed}
-        wait_for_recs(bootstrap, names["recs"], ids)
+        wait_for_recs(connection, names["recs"], ids)
 
         step("a few users, before and after their next event (sent with POST /events)")
         for event in shown:
@@ -247,7 +250,7 @@ def main() -> int:
             show("before", before)
             show("after", after)
 
-        p50, p99, n, rate = latency(bootstrap, names, ids)
+        p50, p99, n, rate = latency(connection, names, ids)
         console.print(
             f"event→recommendation latency: p50={p50:.1f} ms p99={p99:.1f} ms over "
             f"{n:,} events ({rate:,.0f} events/s)",
@@ -258,28 +261,28 @@ def main() -> int:
 
 
 def latency(
-    bootstrap: str, topics: dict[str, str], ids: set[str]
+    connection: KafkaConnection, topics: dict[str, str], ids: set[str]
 ) -> tuple[float, float, int, float]:
     """(p50 ms, p99 ms, events, events/s) of event → recommendation for ``ids``: from each
     event's append to ``events`` to its recommendation's append to ``recommendations``
     (Kafka's timestamps), and the rate from the first event to the last recommendation."""
-    sent = timestamps(bootstrap, topics["events"], "event_id", ids)
-    emitted = timestamps(bootstrap, topics["recs"], "event_id", ids)
+    sent = timestamps(connection, topics["events"], "event_id", ids)
+    emitted = timestamps(connection, topics["recs"], "event_id", ids)
     latencies = np.array([emitted[i] - sent[i] for i in ids if i in sent and i in emitted])
     span_s = max(1e-3, (max(emitted.values()) - min(sent.values())) / 1000)
     p50, p99 = np.percentile(latencies, [50, 99])
     return float(p50), float(p99), len(latencies), len(latencies) / span_s
 
 
-def start_kafka(stack: ExitStack, settings: Settings) -> str:
-    """The bootstrap of a running cluster; a local broker started here is stopped by
+def start_kafka(stack: ExitStack, settings: Settings) -> KafkaConnection:
+    """The connection to a running cluster; a local broker started here is stopped by
     ``stack``, one that already ran is left running."""
     kafka = LocalKafka(settings)
     status = kafka.start(on_step=lambda s: console.print(f"    {s}"))
     if not status.external and not status.already_running:
         stack.callback(kafka.stop)
     console.print(f"    {status.describe()}", highlight=False)
-    return status.bootstrap
+    return settings.kafka_connection
 
 
 def _recs_after(url: str, event: Event, timeout: float = 30) -> dict:
@@ -304,9 +307,9 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def delete_all(bootstrap: str, topics: list[str]) -> None:
+def delete_all(connection: KafkaConnection, topics: list[str]) -> None:
     """Delete topics (missing ones are fine)."""
-    with admin_client(bootstrap) as admin:
+    with admin_client(connection) as admin:
         delete_topics(admin, topics)
 
 

@@ -10,6 +10,7 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,19 @@ import faust
 from streamrec.config import Settings
 from streamrec.streams import items, personalize, web
 from streamrec.streams.runtime import Runtime
-from streamrec.streams.topics import admin_client, describe_topics, ensure_topics
+from streamrec.streams.topics import (
+    admin_client,
+    broker_count,
+    describe_topics,
+    ensure_topics,
+    replication_warning,
+    topic_configs,
+)
 
 if TYPE_CHECKING:
     from streamrec.streams.core.engine import Engine
+
+log = logging.getLogger(__name__)
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
@@ -33,7 +43,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     """
     s = settings
     return {
-        "broker": [f"kafka://{host}" for host in s.bootstrap_servers.split(",")],
+        **s.kafka_connection.faust_options(),
         "store": s.worker_store,
         "datadir": str(s.worker_data_dir / f"{s.worker_app_id}-{s.worker_web_port}"),
         "topic_partitions": s.partitions,
@@ -84,7 +94,10 @@ def create_changelog_topics(app: faust.App) -> None:
     count: changelogs of that count could not hold the tables' partitions.
     """
     s = runtime_of(app).settings
-    with admin_client(s.bootstrap_servers) as admin:
+    with admin_client(s.kafka_connection) as admin:
+        warning = replication_warning(broker_count(admin), s.replication_factor)
+        if warning is not None:
+            log.warning(warning)
         found = describe_topics(admin, [s.topic_events]).get(s.topic_events)
         if found is not None and found != s.partitions:
             raise PartitionMismatch(
@@ -96,7 +109,7 @@ def create_changelog_topics(app: faust.App) -> None:
             changelog_topics(app),
             s.partitions,
             s.replication_factor,
-            {"cleanup.policy": "compact"},
+            {**topic_configs(s), "cleanup.policy": "compact"},
         )
 
 

@@ -103,7 +103,7 @@ class CatalogFollower(Service):
         topic = self.rt.settings.topic_items
         self._consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=self.rt.settings.bootstrap_servers,
+            **self.rt.settings.kafka_connection.client_options(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -19,18 +19,20 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from streamrec.config import Settings
+from streamrec.streams.connection import KafkaConnection
+from streamrec.streams.reach import checked
 from streamrec.streams.recorded import RecordedWriter
 from streamrec.streams.rejects import RejectFile
 from streamrec.streams.wire import InvalidRecord, decode_event
 
 
-def messages_to_end(bootstrap: str, topic: str) -> Iterator[ConsumerRecord]:
+def messages_to_end(connection: KafkaConnection, topic: str) -> Iterator[ConsumerRecord]:
     """Every message in ``topic`` from the beginning up to the end offsets as they are now.
 
     All partitions, no consumer group (an observer, like the recorder), per-partition
     order kept. For checks and reports that need "everything so far" without a timeout.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = checked(KafkaConsumer, connection)(enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(tps)
@@ -48,9 +50,9 @@ class TopicNotFound(LookupError):
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
-    """KafkaConsumer arguments for recording: no group, no commits, raw bytes, big fetches."""
+    """KafkaConsumer arguments for recording: no group, no commits, raw bytes, big fetches
+    (the connection's own arguments are added by :func:`make_consumer`)."""
     return {
-        "bootstrap_servers": settings.bootstrap_servers,
         "group_id": None,
         "enable_auto_commit": False,
         "allow_auto_create_topics": False,
@@ -61,8 +63,9 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 
 
 def make_consumer(settings: Settings) -> KafkaConsumer:
-    """A consumer for recording; partitions are assigned by :meth:`Recorder.attach`."""
-    return KafkaConsumer(**consumer_config(settings))
+    """A consumer for recording, on the settings' cluster once it is known to answer;
+    partitions are assigned by :meth:`Recorder.attach`."""
+    return checked(KafkaConsumer, settings.kafka_connection)(**consumer_config(settings))
 
 
 @dataclass(slots=True)

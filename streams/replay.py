@@ -25,6 +25,7 @@ from kafka.producer.future import FutureRecordMetadata
 
 from streamrec.config import Settings
 from streamrec.streams.pacing import Pacer
+from streamrec.streams.reach import checked
 from streamrec.streams.recorded import Record
 from streamrec.streams.rejects import RejectFile
 
@@ -35,7 +36,8 @@ DELIVERY_UNKNOWN = "delivery_unknown"
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """KafkaProducer arguments from the settings: tuned for throughput, acks=all by default.
+    """KafkaProducer arguments from the settings: tuned for throughput, acks=all by default
+    (the connection's own arguments are added by :func:`make_producer`).
 
     Idempotence stays on (kafka-python's default), which keeps per-partition order across
     retries with several requests in flight.
@@ -43,7 +45,6 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     acks: int | str = "all" if settings.producer_acks == "all" else int(settings.producer_acks)
     compression = None if settings.producer_compression == "none" else settings.producer_compression
     return {
-        "bootstrap_servers": settings.bootstrap_servers,
         "acks": acks,
         "enable_idempotence": acks == "all",
         "linger_ms": settings.producer_linger_ms,
@@ -90,8 +91,9 @@ class KeyHashCache(DefaultPartitioner):
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
-    """A producer for replay (raw bytes in: key and value are encoded by the caller)."""
-    return KafkaProducer(**producer_config(settings))
+    """A producer for replay (raw bytes in: key and value are encoded by the caller), on
+    the settings' cluster once it is known to answer (one-line error else)."""
+    return checked(KafkaProducer, settings.kafka_connection)(**producer_config(settings))
 
 
 def close_producer(producer: KafkaProducer, timeout_s: float = 10.0) -> None:

@@ -15,6 +15,8 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from streamrec.config import Settings
+from streamrec.streams.connection import KafkaConnection
+from streamrec.streams.reach import checked
 
 #: Milliseconds to wait for a topic to have a leader on every partition after creation.
 READY_TIMEOUT_MS = 30_000
@@ -30,11 +32,17 @@ class TopicInfo:
 
 
 @contextmanager
-def admin_client(bootstrap: str, timeout_s: float = 30.0) -> Iterator[KafkaAdminClient]:
-    """An admin client on ``bootstrap`` that is closed after use."""
+def admin_client(
+    connection: KafkaConnection, timeout_s: float = 30.0
+) -> Iterator[KafkaAdminClient]:
+    """An admin client on ``connection``'s cluster that is closed after use.
+
+    The cluster is checked first (:func:`~streamrec.streams.reach.check`): a stopped broker
+    or refused credentials fail within ``connection.connect_timeout_s`` with one line
+    saying why.
+    """
     timeout_ms = int(timeout_s * 1000)
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
+    admin = checked(KafkaAdminClient, connection)(
         client_id="streamrec-admin",
         bootstrap_timeout_ms=timeout_ms,
         request_timeout_ms=timeout_ms,
@@ -102,12 +110,40 @@ def delete_topics(admin: KafkaAdminClient, names: Sequence[str]) -> None:
             raise TopicCreationError(f"cannot delete topic {result['name']!r}: error code {code}")
 
 
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Topic-level configs of every topic streamrec creates (``min.insync.replicas``)."""
+    if settings.min_insync_replicas is None:
+        return {}
+    return {"min.insync.replicas": str(settings.min_insync_replicas)}
+
+
 def create_app_topics(settings: Settings) -> list[TopicInfo]:
     """Create streamrec's own topics (events, items, recommendations, DLQ) if missing."""
-    with admin_client(settings.bootstrap_servers) as admin:
+    with admin_client(settings.kafka_connection) as admin:
         return ensure_topics(
-            admin, settings.topics, settings.partitions, settings.replication_factor
+            admin,
+            settings.topics,
+            settings.partitions,
+            settings.replication_factor,
+            topic_configs(settings),
         )
+
+
+def replication_warning(brokers: int, replication_factor: int) -> str | None:
+    """A warning when topics get one replica on a cluster that could hold more: losing
+    one broker would then lose data. None when there is nothing to warn about."""
+    if replication_factor > 1 or brokers < 2:
+        return None
+    return (
+        f"STREAMREC_REPLICATION_FACTOR is 1 on a cluster of {brokers} brokers: a topic "
+        "streamrec creates is lost with the broker that holds it (set 3, and "
+        "STREAMREC_MIN_INSYNC_REPLICAS=2)"
+    )
+
+
+def broker_count(admin: KafkaAdminClient) -> int:
+    """How many brokers the cluster has (the admin's describe-cluster answer)."""
+    return len(admin.describe_cluster().get("brokers") or ())
 
 
 class TopicCreationError(RuntimeError):

@@ -18,6 +18,7 @@ import pytest
 
 from streamrec.config import Settings
 from streamrec.localkafka import LocalKafka
+from streamrec.streams.connection import KafkaConnection
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -66,19 +67,25 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture
+def kafka_connection(kafka_bootstrap: str) -> KafkaConnection:
+    """How a client reaches the session's cluster (PLAINTEXT, as the local broker is)."""
+    return Settings().model_copy(update={"kafka_bootstrap": kafka_bootstrap}).kafka_connection
+
+
+@pytest.fixture
 def kafka_settings(kafka_bootstrap: str) -> Settings:
     """Settings that point every Kafka client at the session's cluster."""
     return Settings().model_copy(update={"kafka_bootstrap": kafka_bootstrap})
 
 
 @pytest.fixture
-def make_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
+def make_topic(kafka_connection: KafkaConnection) -> Iterator[Callable[..., str]]:
     """``make_topic(name_prefix, partitions=8) -> name``: a fresh, uniquely named topic,
     ready to use (a leader on every partition), deleted after the test."""
     from streamrec.streams.topics import admin_client, delete_topics, ensure_topics
 
     made: list[str] = []
-    with admin_client(kafka_bootstrap) as admin:
+    with admin_client(kafka_connection) as admin:
 
         def make(name_prefix: str, partitions: int = 8) -> str:
             name = f"{name_prefix}-{uuid.uuid4().hex[:10]}"

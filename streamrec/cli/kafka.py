@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from streamrec.cli.common import console, fail, settings_of
-from streamrec.localkafka import KafkaStatus, LocalKafka, LocalKafkaError, cluster_answers
+from streamrec.localkafka import KafkaStatus, LocalKafka, LocalKafkaError
 
 app = typer.Typer(
     help="Run streamrec's own single-node Kafka (KRaft) on 127.0.0.1, or report on the "
@@ -75,17 +75,15 @@ def create(ctx: typer.Context) -> None:
     from the settings); existing ones are left as they are."""
     from kafka.errors import KafkaError
 
+    from streamrec.streams.connection import KafkaConnectError
     from streamrec.streams.topics import TopicCreationError, create_app_topics
 
     settings = settings_of(ctx)
-    if settings.uses_local_kafka and not cluster_answers(settings.bootstrap_servers, 3.0):
-        fail(
-            f"no Kafka broker answers at {settings.bootstrap_servers}: start the local one with "
-            "`streamrec kafka start`, or name a cluster in STREAMREC_KAFKA_BOOTSTRAP"
-        )
     try:
         with console.status(f"creating topics on {settings.bootstrap_servers}"):
             results = create_app_topics(settings)
+    except KafkaConnectError as exc:
+        fail(escape(str(exc)))
     except (KafkaError, TopicCreationError) as exc:
         fail(escape(f"cannot create topics on {settings.bootstrap_servers}: {exc}"))
     for topic in results:

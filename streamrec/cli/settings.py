@@ -11,6 +11,9 @@ from rich.table import Table
 from streamrec.cli.common import settings_of
 from streamrec.config import Settings
 
+#: What a secret setting (SASL password, HTTP token) shows, set or not.
+MASK = "********"
+
 
 def settings_rows() -> list[tuple[str, str, str]]:
     """(environment variable, default, description) for every field of ``Settings``."""
@@ -18,6 +21,8 @@ def settings_rows() -> list[tuple[str, str, str]]:
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
         shown = "" if default is None else str(default).replace(str(Path.home()), "~", 1)
+        if Settings.is_secret(name):
+            shown = MASK
         rows.append((f"STREAMREC_{name.upper()}", shown, field.description or ""))
     return rows
 
@@ -43,5 +48,6 @@ def show(
         table.add_column(column, overflow="fold")
     for (var, default, desc), name in zip(settings_rows(), Settings.model_fields, strict=True):
         value = getattr(current, name)
-        table.add_row(var, default, "" if value is None else str(value), desc)
+        shown = MASK if Settings.is_secret(name) else "" if value is None else str(value)
+        table.add_row(var, default, shown, desc)
     Console().print(table)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -60,8 +61,12 @@ def _connect(make: Callable[[Settings], T], settings: Settings) -> T:
     """A producer or consumer from ``make``; an unreachable broker is a one-line error."""
     from kafka.errors import KafkaError
 
+    from streamrec.streams.connection import KafkaConnectError
+
     try:
         return make(settings)
+    except KafkaConnectError as exc:
+        fail(escape(str(exc)))
     except KafkaError as exc:
         fail(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from streamrec.cli.common import console, fail, settings_of
 
@@ -55,6 +56,7 @@ def run(
     from kafka.errors import KafkaError
 
     from streamrec.streams.app import create_app
+    from streamrec.streams.connection import KafkaConnectError
     from streamrec.streams.topics import (
         TopicCreationError,
         admin_client,
@@ -62,12 +64,14 @@ def run(
         describe_topics,
     )
 
-    app = create_app(settings)  # creates the tables' changelog topics as it starts
     try:
+        app = create_app(settings)  # creates the tables' changelog topics as it starts
         if create_topics:
             create_app_topics(settings)
-        with admin_client(settings.bootstrap_servers) as admin:
+        with admin_client(settings.kafka_connection) as admin:
             found = describe_topics(admin, [settings.topic_events]).get(settings.topic_events)
+    except KafkaConnectError as exc:
+        fail(escape(str(exc)))
     except (TopicCreationError, KafkaError, OSError) as exc:
         fail(f"cannot reach or set up topics on {settings.bootstrap_servers}: {exc}")
     if found != settings.partitions:

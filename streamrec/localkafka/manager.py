@@ -36,6 +36,8 @@ from streamrec.localkafka.dist import (
     require_java,
     template,
 )
+from streamrec.localkafka.security import BrokerTls, SaslUser, broker_tls, listener_config
+from streamrec.streams.connection import KafkaConnection
 
 #: Seconds ``stop`` waits for a clean shutdown before it kills the broker.
 STOP_TIMEOUT_S = 60.0
@@ -74,15 +76,15 @@ class KafkaStatus:
         )
 
 
-def cluster_answers(bootstrap: str, timeout_s: float) -> bool:
-    """Whether a Kafka cluster at ``bootstrap`` answers a metadata request with a broker."""
+def cluster_answers(connection: KafkaConnection, timeout_s: float) -> bool:
+    """Whether the cluster ``connection`` reaches answers a metadata request with a broker."""
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
     timeout_ms = max(int(timeout_s * 1000), 100)
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
+            **connection.client_options(),
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
             client_id="streamrec-probe",
@@ -169,7 +171,25 @@ class LocalKafka:
         self.log_file = self.run_dir / "broker.log"
         self.pid_file = self.run_dir / "broker.pid"
         self.config_file = self.run_dir / "server.properties"
+        self.tls_dir = self.run_dir / "tls"
+        #: The SASL user the KRaft storage was formatted with (its fingerprint), if any.
+        self.users_file = self.run_dir / "sasl-users"
         self.bootstrap = f"127.0.0.1:{settings.kafka_port}"
+
+    @property
+    def connection(self) -> KafkaConnection:
+        """How a client reaches this broker: its listener's protocol, the settings' SASL
+        user, and this broker's own CA (``tls/ca.pem``) for TLS."""
+        s = self.settings
+        return KafkaConnection(
+            bootstrap=self.bootstrap,
+            security_protocol=s.kafka_security_protocol,
+            ssl_cafile=self.tls_dir / "ca.pem",
+            sasl_mechanism=s.kafka_sasl_mechanism,
+            sasl_username=s.kafka_sasl_username,
+            sasl_password=s.kafka_sasl_password,
+            connect_timeout_s=s.kafka_connect_timeout_s,
+        )
 
     @property
     def external(self) -> bool:
@@ -197,8 +217,10 @@ class LocalKafka:
     def status(self) -> KafkaStatus:
         """Running or stopped, and where; for an external cluster, whether it answers."""
         if self.external:
-            bootstrap = self.settings.bootstrap_servers
-            return KafkaStatus(cluster_answers(bootstrap, 5.0), bootstrap, external=True)
+            connection = self.settings.kafka_connection
+            return KafkaStatus(
+                cluster_answers(connection, 5.0), connection.bootstrap, external=True
+            )
         pid = self.pid()
         return KafkaStatus(
             pid is not None, self.bootstrap, False, pid, self.log_file, self.data_dir
@@ -231,10 +253,17 @@ class LocalKafka:
                 )
         on_step(f"assembling Apache Kafka {self.settings.kafka_version} from Maven Central")
         assemble(self.home, self.settings.kafka_version)
-        self._write_config()
+        connection = self.connection
+        tls: BrokerTls | None = None
+        if connection.uses_ssl:
+            on_step(f"making the broker's TLS certificates in {self.tls_dir}")
+            tls = broker_tls(self.tls_dir, java)
+        user = SaslUser.of(self.settings) if connection.uses_sasl else None
+        self._write_config(tls, user)
         if not (self.data_dir / "meta.properties").is_file():
             on_step(f"formatting KRaft storage in {self.data_dir}")
-            self._format(java)
+            self._format(java, user)
+        self._check_users(user)
         on_step(f"starting the broker on {self.bootstrap}")
         proc = self._launch(java)
         self._wait_ready(proc)
@@ -290,27 +319,54 @@ class LocalKafka:
             self._classpath(),
         ]
 
-    def _write_config(self) -> None:
+    def _write_config(self, tls: BrokerTls | None = None, user: SaslUser | None = None) -> None:
+        """Render server.properties: a listener of the settings' protocol (PLAINTEXT by
+        default); it holds the key store and SASL passwords, so only its owner reads it."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        protocol = self.settings.kafka_security_protocol
         text = Template(template("server-template.properties")).substitute(
             port=self.settings.kafka_port,
             controller_port=self.controller_port,
             log_dir=self.data_dir,
             partitions=self.settings.partitions,
+            listener=protocol,
+            security=listener_config(protocol, tls, user, self.settings.kafka_sasl_mechanism),
         )
+        self.config_file.touch(mode=0o600)
+        self.config_file.chmod(0o600)
         self.config_file.write_text(text, encoding="utf-8")
 
-    def _format(self, java: str) -> None:
-        """Format KRaft storage for a standalone (single-voter, dynamic quorum) controller."""
+    def _format(self, java: str, user: SaslUser | None) -> None:
+        """Format KRaft storage for a standalone (single-voter, dynamic quorum) controller,
+        with ``user``'s SCRAM credentials when the listener uses SASL."""
         tool = [*self._jvm(java, short_lived=True), "kafka.tools.StorageTool"]
+        scram = user.scram_arguments() if user is not None else []
         done = subprocess.run(
             [*tool, "format", "--standalone", "--cluster-id", new_cluster_id(),
-             "--config", str(self.config_file)],
+             "--config", str(self.config_file), *scram],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
             raise LocalKafkaError(f"formatting KRaft storage failed: {lines[-1]}")
+        if user is not None:
+            self.users_file.write_text(user.fingerprint(), encoding="utf-8")
+
+    def _check_users(self, user: SaslUser | None) -> None:
+        """Refuse to start a SASL broker whose storage holds other SCRAM credentials than
+        the settings name: every login would fail, which is much harder to read."""
+        if user is None:
+            return
+        try:
+            stored = self.users_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            stored = ""
+        if stored != user.fingerprint():
+            raise LocalKafkaError(
+                f"the KRaft storage in {self.data_dir} was formatted without this SASL user "
+                f"and password: remove {self.run_dir} to start afresh (its topics are lost), "
+                "or use the credentials it was made with"
+            )
 
     def _launch(self, java: str) -> subprocess.Popen[bytes]:
         """Start the JVM in its own session, output appended to the log file."""
@@ -336,7 +392,7 @@ class LocalKafka:
                     f"{self._last_error()} (log: {self.log_file})"
                 )
             # A refused connection answers at once; kafka-python would retry until its timeout.
-            if _accepts(self.settings.kafka_port) and cluster_answers(self.bootstrap, 2.0):
+            if _accepts(self.settings.kafka_port) and cluster_answers(self.connection, 2.0):
                 return
             time.sleep(0.1)
         self._stop()

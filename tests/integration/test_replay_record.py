@@ -60,7 +60,7 @@ def record_all(settings: Settings, topic: str, out: Path) -> list[bytes]:
 
 def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord]:
     """Every message now in ``topic`` (with keys and partitions), read up to the end offsets."""
-    return list(messages_to_end(settings.bootstrap_servers, topic))
+    return list(messages_to_end(settings.kafka_connection, topic))
 
 
 def by_user(values: list[bytes]) -> dict[str, list[bytes]]:
@@ -171,7 +171,7 @@ def test_events_the_broker_refuses_are_counted_and_kept_never_dropped_silently(
     ``delivery_unknown`` (or ``delivery_failed`` where the client does resolve them): never
     counted as sent, never missing from the reject file."""
     topic = make_topic("replay-refused", partitions=1)
-    admin = KafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
+    admin = KafkaAdminClient(**kafka_settings.kafka_connection.client_options())
     admin.alter_configs(
         [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": "400"})]
     )
@@ -209,7 +209,7 @@ def test_record_from_now_sees_only_new_messages_and_rejects_non_events(
     kafka_settings: Settings, make_topic, tmp_path: Path
 ) -> None:
     topic = make_topic("record-now", partitions=3)
-    producer = KafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers)
+    producer = KafkaProducer(**kafka_settings.kafka_connection.client_options())
     old = [encode_event(e) for e in generated_events(20, seed=3)]
     for value in old:
         producer.send(topic, value)

@@ -21,6 +21,7 @@ import worker_support
 from worker_support import (
     Topics,
     changelog_states,
+    connection_to,
     first_events,
     produce_events,
     read_topic,
@@ -78,7 +79,8 @@ def answers(bootstrap: str, topic: str, ids: set[str]) -> Counter[str]:
     of ``ids`` has at least one (all partitions, to their end offsets at that moment)."""
     read_topic(bootstrap, topic, lambda v: ids <= {r["event_id"] for r in v})
     return Counter(
-        decode_recommendation(r.value)["event_id"] for r in messages_to_end(bootstrap, topic)
+        decode_recommendation(r.value)["event_id"]
+        for r in messages_to_end(connection_to(bootstrap), topic)
     )
 
 

@@ -24,6 +24,8 @@ import pytest
 import requests
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from streamrec.streams.connection import KafkaConnection
+from streamrec.streams.reach import checked
 from streamrec.streams.record import messages_to_end
 from streamrec.streams.recorded import read_events
 from streamrec.streams.wire import Event, decode_recommendation, encode_event
@@ -227,9 +229,16 @@ def first_events(path: Path, n: int) -> list[Event]:
     return events
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+def connection_to(where: KafkaConnection | str) -> KafkaConnection:
+    """``where`` itself, or a PLAINTEXT connection to the bootstrap servers it names."""
+    return where if isinstance(where, KafkaConnection) else KafkaConnection(where)
+
+
+def produce(
+    where: KafkaConnection | str, topic: str, records: Iterable[tuple[bytes | None, bytes]]
+) -> int:
     """Send (key, value) records in order; returns how many, once all are acknowledged."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = checked(KafkaProducer, connection_to(where))(acks="all", linger_ms=5)
     count = 0
     for key, value in records:
         producer.send(topic, key=key, value=value)
@@ -239,12 +248,12 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
     return count
 
 
-def produce_events(bootstrap: str, topic: str, events: Iterable[Event]) -> int:
-    return produce(bootstrap, topic, ((e.user_id.encode(), encode_event(e)) for e in events))
+def produce_events(where: KafkaConnection | str, topic: str, events: Iterable[Event]) -> int:
+    return produce(where, topic, ((e.user_id.encode(), encode_event(e)) for e in events))
 
 
 def read_topic(
-    bootstrap: str,
+    where: KafkaConnection | str,
     topic: str,
     until: Callable[[list[Any]], bool],
     decode: Callable[[bytes], Any] = decode_recommendation,
@@ -252,7 +261,7 @@ def read_topic(
 ) -> list[Any]:
     """Read ``topic`` from the beginning (all partitions, no group) until ``until(values)``
     holds or ``timeout`` passes; values in partition order."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = checked(KafkaConsumer, connection_to(where))(enable_auto_commit=False)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -268,10 +277,12 @@ def read_topic(
         consumer.close()
 
 
-def changelog_states(bootstrap: str, app_id: str, table: str = "user_state") -> dict[str, Any]:
+def changelog_states(
+    where: KafkaConnection | str, app_id: str, table: str = "user_state"
+) -> dict[str, Any]:
     """The latest value per key of a worker table, read from its changelog topic."""
     latest: dict[str, Any] = {}
-    for r in messages_to_end(bootstrap, f"{app_id}-{table}-changelog"):
+    for r in messages_to_end(connection_to(where), f"{app_id}-{table}-changelog"):
         key = r.key.decode()
         if r.value is None:
             latest.pop(key, None)

@@ -95,7 +95,7 @@ def test_first_start_creates_the_changelogs_with_the_events_partitions(
         }  # fmt: skip
     )
     app = create_app(settings)
-    with admin_client(settings.bootstrap_servers) as admin:
+    with admin_client(settings.kafka_connection) as admin:
         try:
             asyncio.run(app.on_first_start())
             found = describe_topics(admin, changelog_topics(app))
@@ -120,5 +120,5 @@ def test_first_start_refuses_events_with_another_partition_count(
     app = create_app(settings)
     with pytest.raises(PartitionMismatch, match="2 partitions"):
         asyncio.run(app.on_first_start())
-    with admin_client(settings.bootstrap_servers) as admin:
+    with admin_client(settings.kafka_connection) as admin:
         assert describe_topics(admin, changelog_topics(app)) == {}
