@@ -72,8 +72,8 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = Field(
         None,
         description="PEM file of the CA(s) the brokers' certificates are checked against; "
-        "unset trusts the system's CAs. The local broker's: `<cache_dir>/kafka-<version>/"
-        "run-<port>/tls/ca.pem`.",
+        "unset trusts the system's CAs (or, for the local broker, the CA it made: "
+        "`<cache_dir>/kafka-<version>/run-<port>/tls/ca.pem`).",
     )
     kafka_ssl_certfile: Path | None = Field(
         None,
@@ -587,11 +587,19 @@ class Settings(BaseSettings):
 
     @property
     def kafka_connection(self) -> KafkaConnection:
-        """How every Kafka client reaches the cluster (address, TLS, SASL)."""
+        """How every Kafka client reaches the cluster (address, TLS, SASL).
+
+        The local broker's clients trust its own CA unless another CA file is named.
+        """
+        cafile = self.kafka_ssl_cafile
+        if cafile is None and self.uses_local_kafka:
+            from streamrec.localkafka import LocalKafka  # it imports this module
+
+            cafile = LocalKafka(self).ca_file
         return KafkaConnection(
             bootstrap=self.bootstrap_servers,
             security_protocol=self.kafka_security_protocol,
-            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_cafile=cafile,
             ssl_certfile=self.kafka_ssl_certfile,
             ssl_keyfile=self.kafka_ssl_keyfile,
             ssl_check_hostname=self.kafka_ssl_check_hostname,

@@ -51,6 +51,12 @@ def free_kafka_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def port_pairs() -> Callable[[], int]:
+    """:func:`free_port_pair` itself, for fixtures wider than one test (a module's broker)."""
+    return free_port_pair
+
+
+@pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """``host:port`` of a running Kafka cluster for this test session."""
     settings = Settings()

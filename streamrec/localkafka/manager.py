@@ -60,6 +60,8 @@ class KafkaStatus:
     log_file: Path | None = None
     data_dir: Path | None = None
     already_running: bool = False
+    #: The listener's protocol and CA file when not PLAINTEXT, e.g. ``SASL_SSL, CA …``.
+    security: str = ""
 
     def describe(self) -> str:
         """One line for people, e.g. ``running at 127.0.0.1:9092 (pid 123, log …, data …)``."""
@@ -70,8 +72,9 @@ class KafkaStatus:
             return (
                 f"stopped (bootstrap {self.bootstrap}, log {self.log_file}, data {self.data_dir})"
             )
+        security = f"{self.security}, " if self.security else ""
         return (
-            f"running at {self.bootstrap} (pid {self.pid}, log {self.log_file}, "
+            f"running at {self.bootstrap} ({security}pid {self.pid}, log {self.log_file}, "
             f"data {self.data_dir})"
         )
 
@@ -172,6 +175,8 @@ class LocalKafka:
         self.pid_file = self.run_dir / "broker.pid"
         self.config_file = self.run_dir / "server.properties"
         self.tls_dir = self.run_dir / "tls"
+        #: The CA that signed the broker's certificate: what its TLS clients trust.
+        self.ca_file = self.tls_dir / "ca.pem"
         #: The SASL user the KRaft storage was formatted with (its fingerprint), if any.
         self.users_file = self.run_dir / "sasl-users"
         self.bootstrap = f"127.0.0.1:{settings.kafka_port}"
@@ -184,7 +189,7 @@ class LocalKafka:
         return KafkaConnection(
             bootstrap=self.bootstrap,
             security_protocol=s.kafka_security_protocol,
-            ssl_cafile=self.tls_dir / "ca.pem",
+            ssl_cafile=self.ca_file,
             sasl_mechanism=s.kafka_sasl_mechanism,
             sasl_username=s.kafka_sasl_username,
             sasl_password=s.kafka_sasl_password,
@@ -223,8 +228,9 @@ class LocalKafka:
             )
         pid = self.pid()
         return KafkaStatus(
-            pid is not None, self.bootstrap, False, pid, self.log_file, self.data_dir
-        )
+            pid is not None, self.bootstrap, False, pid, self.log_file, self.data_dir,
+            security=self._security(),
+        )  # fmt: skip
 
     def start(self, on_step: Callable[[str], None] = lambda _: None) -> KafkaStatus:
         """Make sure the broker runs and answers metadata requests; harmless when it does.
@@ -243,8 +249,9 @@ class LocalKafka:
         pid = self.pid()
         if pid is not None:
             return KafkaStatus(
-                True, self.bootstrap, False, pid, self.log_file, self.data_dir, already_running=True
-            )
+                True, self.bootstrap, False, pid, self.log_file, self.data_dir,
+                already_running=True, security=self._security(),
+            )  # fmt: skip
         for port in (self.settings.kafka_port, self.controller_port):
             if not _port_free(port):
                 raise LocalKafkaError(
@@ -267,7 +274,10 @@ class LocalKafka:
         on_step(f"starting the broker on {self.bootstrap}")
         proc = self._launch(java)
         self._wait_ready(proc)
-        return KafkaStatus(True, self.bootstrap, False, proc.pid, self.log_file, self.data_dir)
+        return KafkaStatus(
+            True, self.bootstrap, False, proc.pid, self.log_file, self.data_dir,
+            security=self._security(),
+        )  # fmt: skip
 
     def stop(self) -> KafkaStatus:
         """Stop the broker cleanly (SIGTERM, then wait for exit); harmless when stopped.
@@ -291,6 +301,15 @@ class LocalKafka:
         return KafkaStatus(False, self.bootstrap, False, None, self.log_file, self.data_dir)
 
     # --- internals ---------------------------------------------------------------------
+
+    def _security(self) -> str:
+        """What ``KafkaStatus.security`` says of this broker's listener ("" for PLAINTEXT)."""
+        connection = self.connection
+        if not connection.uses_ssl:
+            return (
+                "" if connection.security_protocol == "PLAINTEXT" else connection.security_protocol
+            )
+        return f"{connection.security_protocol}, CA {self.ca_file}"
 
     def _classpath(self) -> str:
         return str(libs_dir(self.home) / "*")

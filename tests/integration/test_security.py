@@ -14,11 +14,10 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port_pair
 from pydantic import SecretStr
 from worker_support import STREAMREC, Topics, Worker, first_events, produce_events, read_topic
 
@@ -36,12 +35,12 @@ TOKEN = f"tok-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
-def sasl_broker() -> Iterator[LocalKafka]:
+def sasl_broker(port_pairs: Callable[[], int]) -> Iterator[LocalKafka]:
     """A local broker whose only client listener is SASL_SSL with SCRAM user ``USER``."""
     settings = Settings().model_copy(
         update={
             "kafka_bootstrap": None,
-            "kafka_port": free_port_pair(),
+            "kafka_port": port_pairs(),
             "kafka_security_protocol": "SASL_SSL",
             "kafka_sasl_mechanism": "SCRAM-SHA-512",
             "kafka_sasl_username": USER,
@@ -191,9 +190,9 @@ def test_a_wrong_password_fails_at_once_with_one_line_and_never_shows_it(
 
 @pytest.mark.parametrize("command", ["topics", "replay", "record", "worker"])
 def test_a_stopped_broker_fails_at_once_and_says_how_to_start_one(
-    artifacts: tuple[Path, Path], tmp_path: Path, command: str
+    artifacts: tuple[Path, Path], tmp_path: Path, free_kafka_port: int, command: str
 ) -> None:
-    port = free_port_pair()
+    port = free_kafka_port
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
     env.update(
         COLUMNS="300",
