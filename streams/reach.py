@@ -3,11 +3,11 @@
 kafka-python and aiokafka both retry a failed bootstrap until their timeout (30-60 s) and
 then report "Unable to bootstrap", whatever the cause: a stopped broker, a wrong password
 and an untrusted certificate all look alike. :func:`check` runs before a client is made:
-a TCP connect to each bootstrap server (a refused port answers at once), and off
-PLAINTEXT one Kafka handshake (TLS, API versions, SASL) through aiokafka's single
-connection, which raises the broker's own answer instead of retrying it. A PLAINTEXT
-cluster costs one TCP connect; the handshake (and aiokafka's import) is paid only where
-TLS or SASL can fail.
+a TCP connect to each bootstrap server (a refused port answers at once), then on
+PLAINTEXT one ApiVersions request (a TLS listener hangs up on it), and off PLAINTEXT one
+Kafka handshake (TLS, API versions, SASL) through aiokafka's single connection, which
+raises the broker's own answer instead of retrying it. A PLAINTEXT cluster costs one
+round trip; the handshake (and aiokafka's import) is paid only where TLS or SASL is used.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def check(connection: KafkaConnection) -> None:
     reasons = []
     for host in connection.hosts:
         name, _, port = host.rpartition(":")
+        name = name.strip("[]")  # an IPv6 address: [::1]:9092
         try:
             sock = socket.create_connection((name, int(port)), timeout=timeout_s)
         except (OSError, ValueError) as exc:

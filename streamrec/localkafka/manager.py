@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -183,17 +184,15 @@ class LocalKafka:
 
     @property
     def connection(self) -> KafkaConnection:
-        """How a client reaches this broker: its listener's protocol, the settings' SASL
-        user, and this broker's own CA (``tls/ca.pem``) for TLS."""
-        s = self.settings
-        return KafkaConnection(
+        """How a client reaches this broker: the settings' protocol and SASL user, this
+        broker's address, and its own CA (``tls/ca.pem``) for TLS, checked by host name."""
+        return dataclasses.replace(
+            self.settings.kafka_connection,
             bootstrap=self.bootstrap,
-            security_protocol=s.kafka_security_protocol,
             ssl_cafile=self.ca_file,
-            sasl_mechanism=s.kafka_sasl_mechanism,
-            sasl_username=s.kafka_sasl_username,
-            sasl_password=s.kafka_sasl_password,
-            connect_timeout_s=s.kafka_connect_timeout_s,
+            ssl_certfile=None,
+            ssl_keyfile=None,
+            ssl_check_hostname=True,
         )
 
     @property

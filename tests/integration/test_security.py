@@ -145,7 +145,11 @@ def test_a_worker_serves_recommendations_through_sasl_ssl(
         app_id=f"sec-{uuid.uuid4().hex[:8]}",
         data_dir=tmp_path / "store",
         partitions=2,
-        extra_env={k: v for k, v in env.items() if k.startswith("STREAMREC_KAFKA_")}
+        extra_env={
+            k: v
+            for k, v in env.items()
+            if k.startswith("STREAMREC_KAFKA_") and k != "STREAMREC_KAFKA_BOOTSTRAP"
+        }
         | {"STREAMREC_WORKER_AUTH_TOKEN": TOKEN},
     )  # fmt: skip
     try:
