@@ -69,9 +69,8 @@ def security_env(connection: KafkaConnection, **overrides: str) -> dict[str, str
         STREAMREC_KAFKA_SASL_USERNAME=connection.sasl_username or "",
         STREAMREC_KAFKA_SASL_PASSWORD=connection.sasl_password.get_secret_value(),
         STREAMREC_WORKER_AUTH_TOKEN=TOKEN,
-        **overrides,
     )
-    return env
+    return env | overrides
 
 
 def streamrec(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
