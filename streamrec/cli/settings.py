@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from streamrec.cli.common import settings_of
+from streamrec.cli.common import settings_of, stdout_console
 from streamrec.config import Settings
+
+
+def shown(value: Any) -> str:
+    """A value as it is written in the environment (a list as ``64,32``)."""
+    if value is None:
+        return ""
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def settings_rows() -> list[tuple[str, str, str]]:
@@ -17,8 +26,8 @@ def settings_rows() -> list[tuple[str, str, str]]:
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        shown = "" if default is None else str(default).replace(str(Path.home()), "~", 1)
-        rows.append((f"STREAMREC_{name.upper()}", shown, field.description or ""))
+        text = shown(default).replace(str(Path.home()), "~", 1)
+        rows.append((f"STREAMREC_{name.upper()}", text, field.description or ""))
     return rows
 
 
@@ -43,5 +52,5 @@ def show(
         table.add_column(column, overflow="fold")
     for (var, default, desc), name in zip(settings_rows(), Settings.model_fields, strict=True):
         value = getattr(current, name)
-        table.add_row(var, default, "" if value is None else str(value), desc)
-    Console().print(table)
+        table.add_row(var, default, shown(value), desc)
+    stdout_console().print(table)
