@@ -603,7 +603,7 @@ def _problem(error: Mapping[str, Any]) -> str:
     field, *inner = error["loc"] or ("?",)
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
-    shown = "" if _SECRET.search(str(field)) else value
+    shown = None if _SECRET.search(str(field)) else value
     if not isinstance(shown, str | int | float):
         return f"{env_var(str(field))}: {message}"
     if inner:  # an element of a list setting: name the element
