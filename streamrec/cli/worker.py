@@ -10,12 +10,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from streamrec.cli.common import console, fail, settings_of, warn
 from streamrec.config import Settings
+
+if TYPE_CHECKING:
+    import faust
 
 #: Libraries that size thread pools from these at import time; one compute thread per
 #: worker process (DESIGN.md "Speed"), scale out with processes and partitions.
@@ -53,7 +56,6 @@ def run(
     for var in _THREAD_VARS:
         os.environ.setdefault(var, str(settings.engine_threads))
 
-    import faust
     from kafka.errors import KafkaError
 
     from streamrec.streams.app import create_app
@@ -83,10 +85,18 @@ def run(
         f"artifacts {settings.worker_artifacts_dir}",
         highlight=False,
     )
+    faust_worker(app, loglevel).execute_from_commandline()
+
+
+def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """Faust's worker for ``app``, without its progress spinner off a terminal: the spinner
+    writes cursor escapes (``ESC[?25l``) into logs and captured output."""
+    import faust
+
     worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True)
-    if not sys.stdout.isatty():  # its spinner would write cursor escapes into the log
+    if not sys.stdout.isatty():
         worker.spinner = None
-    worker.execute_from_commandline()
+    return worker
 
 
 def check_artifacts(settings: Settings) -> None:

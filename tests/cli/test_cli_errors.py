@@ -112,3 +112,13 @@ def test_replay_rejects_two_paces_or_a_bad_one_in_one_line(tmp_path: Path) -> No
         done = runner.invoke(app, ["replay", str(stream), *args])
         assert done.exit_code == 1
         assert one_error(done.output) == f"error: {says}"
+
+
+def test_the_worker_has_no_spinner_off_a_terminal() -> None:
+    """Faust's spinner wrote cursor escapes (ESC[?25l) into every log of a worker."""
+    import faust
+
+    from streamrec.cli.worker import faust_worker
+
+    app = faust.App("spinner-test", broker="kafka://127.0.0.1:1", store="memory://")
+    assert faust_worker(app, "warning").spinner is None  # pytest's stdout is no terminal
