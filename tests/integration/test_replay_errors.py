@@ -29,13 +29,18 @@ def topic_exists(settings: Settings, topic: str) -> bool:
         return topic in describe_topics(admin, [topic])
 
 
+def stream_of(tmp_path: Path, n: int) -> Path:
+    """A recorded stream of ``n`` good events."""
+    source = tmp_path / "s.msgpack"
+    write_events(source, generated_events(n))
+    return source
+
+
 def test_a_missing_topic_stops_the_replay_at_once_and_says_how_to_create_it(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    source = tmp_path / "s.msgpack"
-    write_events(source, generated_events(10))
     topic = "replay-missing-topic-x1"
-    code, output = cli(kafka_settings, "replay", str(source), "--topic", topic)
+    code, output = cli(kafka_settings, "replay", str(stream_of(tmp_path, 10)), "--topic", topic)
     assert code == 1
     assert error_line(output) == (
         f"error: topic {topic!r} does not exist on {kafka_settings.bootstrap_servers} (this "
@@ -49,10 +54,8 @@ def test_a_missing_topic_stops_the_replay_at_once_and_says_how_to_create_it(
 def test_create_topic_makes_the_missing_topic_and_replays_into_it(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    source = tmp_path / "s.msgpack"
-    write_events(source, generated_events(25))
     topic = "replay-created-topic-x1"
-    replay = ("replay", str(source), "--topic", topic)
+    replay = ("replay", str(stream_of(tmp_path, 25)), "--topic", topic)
     try:
         code, output = cli(kafka_settings, *replay, "--create-topic")
         assert code == 0, output
