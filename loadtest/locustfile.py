@@ -12,10 +12,14 @@ Two kinds of user, pick one or both with locust's class selection:
 Events come from a recorded stream (``--events-file``, cycled, with fresh event ids so the
 engine's idempotence does not drop them) or, without one, from synthetic ids.
 
-Example (worker on 127.0.0.1:6066, local broker)::
+Example (worker on 127.0.0.1:6066, local broker; the first command writes the events file,
+``make demo`` leaves the same data in ``out/demo/``)::
 
+    streamrec data movielens --variant 100k --out data/ml100k.msgpack
     locust -f loadtest/locustfile.py --headless -u 20 -r 5 -t 60s \\
         --host http://127.0.0.1:6066 --events-file data/ml100k.msgpack
+
+A missing or unreadable ``--events-file`` stops locust at start with one line.
 
 The Kafka settings (bootstrap, topic names) come from the usual ``STREAMREC_`` variables.
 """
@@ -28,6 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -61,7 +66,7 @@ class EventSource:
         if path:
             recorded = list(itertools.islice(read_events(path), 200_000))
             if not recorded:
-                raise ValueError(f"{path}: no events")
+                raise ValueError(f"{path}: holds no events")
             self._it = itertools.cycle(recorded)
         else:
             rng = random.Random(7)
@@ -170,12 +175,32 @@ class LatencyTracker:
 _shared: dict[str, Any] = {}
 
 
+@events.init.add_listener
+def _load_events(environment: Environment, **_: Any) -> None:
+    """Read ``--events-file`` once, as locust starts: a missing or bad file is one line and
+    exit 1 here (raised at test start it would be a traceback in the middle of the run)."""
+    opts = environment.parsed_options
+    if opts is None or not opts.events_file:
+        return
+    path = Path(opts.events_file)
+    if not path.is_file():
+        raise SystemExit(
+            f"error: --events-file {path}: no such file; write one with `streamrec data "
+            f"movielens --variant 100k --out {path}` or `streamrec record`"
+        )
+    try:
+        _shared["source"] = EventSource(str(path), opts.users_count, opts.items_count)
+    except (OSError, ValueError) as exc:  # BadRecord names the file and the record
+        raise SystemExit(f"error: --events-file {exc}") from None
+
+
 @events.test_start.add_listener
 def _start(environment: Environment, **_: Any) -> None:
     opts = environment.parsed_options
     if opts is None:  # only the locust command line parses our options
         raise RuntimeError("run this file with the locust command: it needs --events-file etc.")
-    _shared["source"] = EventSource(opts.events_file, opts.users_count, opts.items_count)
+    if "source" not in _shared:  # synthetic events (a file is read at init)
+        _shared["source"] = EventSource(opts.events_file, opts.users_count, opts.items_count)
     if any(cls.__name__ == "KafkaEventUser" for cls in environment.user_classes):
         _shared["tracker"] = LatencyTracker(environment, opts.answer_timeout)
         _shared["producer"] = checked(KafkaProducer, SETTINGS.kafka_connection)(linger_ms=1, acks=1)

@@ -11,11 +11,23 @@ applications build a ``Settings(...)`` and hand it over.
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from streamrec.streams.connection import (
     KafkaConnection,
@@ -24,13 +36,38 @@ from streamrec.streams.connection import (
 )
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "streamrec"
+ENV_PREFIX = "STREAMREC_"
+
+
+def _int_list(value: Any) -> Any:
+    """``64,32`` (the documented syntax), ``[64, 32]`` (JSON) or ``64 32`` -> a list of ints.
+
+    Environment values of list fields are plain strings (``NoDecode`` keeps pydantic-settings
+    from insisting on JSON); anything else is left to pydantic's own validation.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list ({exc.msg}); write e.g. 64,32") from None
+    parts = [part for part in re.split(r"[,\s]+", text) if part]
+    if not all(re.fullmatch(r"[+-]?\d+", part) for part in parts):
+        raise ValueError("expected comma-separated whole numbers like 64,32")
+    return [int(part) for part in parts]
+
+
+#: A list of positive ints in the environment: ``64,32`` (or a JSON list ``[64, 32]``).
+IntList = Annotated[tuple[Annotated[int, Field(ge=1)], ...], NoDecode, BeforeValidator(_int_list)]
 
 
 class Settings(BaseSettings):
     """All of streamrec's configuration; environment variables use the ``STREAMREC_`` prefix."""
 
     model_config = SettingsConfigDict(
-        env_prefix="STREAMREC_", env_file=".env", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
     # --- Kafka -----------------------------------------------------------------------
@@ -41,8 +78,10 @@ class Settings(BaseSettings):
     )
     kafka_port: int = Field(
         9092,
-        description="Port of the local broker started by `streamrec kafka start`; its KRaft "
-        "controller listens on the port after it.",
+        ge=1,
+        le=65534,
+        description="Port of the local broker started by `streamrec kafka start` (1-65534); its "
+        "KRaft controller listens on the port after it.",
     )
     kafka_version: str = Field(
         "4.4.0",
@@ -488,8 +527,11 @@ class Settings(BaseSettings):
     )
     train_teacher_hidden: int = Field(64, ge=8, description="Teacher's attention width.")
     train_teacher_mlp: int = Field(256, ge=8, description="Teacher's first MLP layer width.")
-    train_student_hidden: tuple[int, ...] = Field(
-        (64, 32), description="Student MLP hidden layer widths (JSON list in the environment)."
+    train_student_hidden: IntList = Field(
+        (64, 32),
+        min_length=1,
+        description="Student MLP hidden layer widths, comma-separated in the environment "
+        "(`64,32`; a JSON list `[64, 32]` works too).",
     )
     train_temperature: float = Field(2.0, gt=0, description="Distillation temperature.")
     train_soft_weight: float = Field(
@@ -564,6 +606,22 @@ class Settings(BaseSettings):
         """Whether field ``name`` holds a secret that is never printed (``secret`` marker)."""
         extra = cls.model_fields[name].json_schema_extra
         return isinstance(extra, dict) and extra.get("secret") is True
+
+    # --- Validation (checked at load, so a bad value fails before any command runs) ----
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_ports(cls, value: str | None) -> str | None:
+        """Every ``host:port`` of the bootstrap list names a port 1-65535 (a missing port
+        means the client's default 9092)."""
+        if value is None:
+            return None
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or "]" in port:  # no port, or an IPv6 address without one
+                continue
+            if not (port.isdigit() and 1 <= int(port) <= 65535) or not host:
+                raise ValueError(f"{server.strip()!r} is not host:port with a port 1-65535")
+        return value
 
     @property
     def index_params(self) -> dict[str, Any]:
@@ -650,3 +708,72 @@ class Settings(BaseSettings):
     def topics(self) -> tuple[str, ...]:
         """The topics ``streamrec topics create`` creates."""
         return (self.topic_events, self.topic_items, self.topic_recommendations, self.topic_dlq)
+
+
+#: Environment variables with the prefix that are not settings on purpose (the test suite's).
+_NOT_SETTINGS = re.compile(rf"{ENV_PREFIX}TEST_", re.IGNORECASE)
+#: Settings whose values never appear in an error message.
+_SECRET = re.compile(r"password|token|secret", re.IGNORECASE)
+
+
+def env_var(field: str) -> str:
+    """The environment variable of a settings field, e.g. ``STREAMREC_KAFKA_PORT``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+class InvalidSettings(ValueError):
+    """Settings that do not validate; ``lines`` has one line per bad setting, each naming its
+    environment variable, what is wrong and the value given (unless it is a secret)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    field, *inner = error["loc"] or ("?",)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    shown = None if _SECRET.search(str(field)) else value
+    if not isinstance(shown, str | int | float):
+        return f"{env_var(str(field))}: {message}"
+    if inner:  # an element of a list setting: name the element
+        return f"{env_var(str(field))}: item {'.'.join(map(str, inner))} = {shown}: {message}"
+    return f"{env_var(str(field))}={shown}: {message}"
+
+
+def load_settings(**values: Any) -> Settings:
+    """``Settings(**values)`` with a readable failure: :class:`InvalidSettings` instead of
+    pydantic's multi-line dump (or pydantic-settings' traceback for a value it cannot parse)."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise InvalidSettings([_problem(error) for error in exc.errors()]) from None
+    except SettingsError as exc:
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = env_var(found.group(1)) if found else "a STREAMREC_ variable"
+        reason = exc.__cause__ or exc
+        raise InvalidSettings([f"{name}: cannot parse its value ({reason})"]) from None
+
+
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> list[str]:
+    """A warning per ``STREAMREC_*`` variable (in the environment or the ``.env`` file) that is
+    no setting, with the closest setting's name: a typo is otherwise silently ignored."""
+    names = dict(os.environ if environ is None else environ)
+    if dotenv is not None and dotenv.is_file():
+        from dotenv import dotenv_values
+
+        names.update({k: v or "" for k, v in dotenv_values(dotenv).items()})
+    fields = list(Settings.model_fields)
+    warnings = []
+    for name in sorted(names):
+        upper = name.upper()
+        field = upper.removeprefix(ENV_PREFIX).lower()
+        if not upper.startswith(ENV_PREFIX) or field in fields or _NOT_SETTINGS.match(upper):
+            continue
+        close = difflib.get_close_matches(field, fields, n=1, cutoff=0.6)
+        hint = f"did you mean {env_var(close[0])}?" if close else "see `streamrec settings`"
+        warnings.append(f"{name} is not a streamrec setting and is ignored ({hint})")
+    return warnings

@@ -170,7 +170,7 @@ def read_records(path: Path | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> 
                 return
             except (ValueError, TypeError, msgpack.UnpackException) as exc:
                 # It does not decode; if it is still framed, skip it and go on after it.
-                detail = f"cannot decode ({str(exc) or type(exc).__name__})"
+                detail = _decode_detail(exc)
                 try:
                     while (length := _frame_length(window.view(offset))) is None:
                         if not window.read_more(offset):
@@ -202,22 +202,84 @@ def read_records(path: Path | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> 
             offset = end
 
 
+def _decode_detail(exc: Exception) -> str:
+    """Why a well-framed record does not decode, saying what was expected."""
+    if isinstance(exc, UnicodeDecodeError):
+        return (
+            f"a string holds bytes that are not UTF-8 (0x{exc.object[exc.start]:02x} at its "
+            f"byte {exc.start}): event fields must be UTF-8 text"
+        )
+    return f"cannot decode ({str(exc) or type(exc).__name__})"
+
+
 def _unreadable(index: int, offset: int, reason: Reason, detail: str) -> Record:
     """The last record of a file whose remainder cannot be read."""
     error = InvalidRecord(reason, f"{detail}; the rest of the file is unreadable")
     return Record(index, offset, None, error, b"")
 
 
+#: What a file whose very first record is one of these is not.
+_NOT_A_STREAM = (Reason.NOT_MSGPACK, Reason.NOT_A_MAP, Reason.TRUNCATED)
+
+
+#: What a recorded stream is, for errors about a file that is none.
+RECORDED_STREAM = (
+    "concatenated msgpack event maps, .msgpack or .msgpack.zst; `streamrec import` converts "
+    "CSV/TSV/JSONL"
+)
+
+
+class BadRecord(InvalidRecord):
+    """A bad record in a file that must be clean: the message leads with the file and the
+    record's position, then the reason and what was expected."""
+
+    def __init__(self, path: Path | str, record: Record) -> None:
+        assert record.error is not None
+        reason = record.error.reason
+        detail = f"{path}: {record.position}: {reason.value}: {record.error.detail}"
+        if record.index == 0 and reason in _NOT_A_STREAM:
+            detail += f"; not a recorded stream ({RECORDED_STREAM})"
+        super().__init__(reason, detail)
+
+    def __str__(self) -> str:
+        return self.detail
+
+
 def read_events(path: Path | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Iterator[Event]:
-    """Yield the events of a file that must be clean; the first bad record raises,
-    naming its position."""
+    """Yield the events of a file that must be clean; the first bad record raises
+    :class:`BadRecord`, naming the file and the record's position."""
     for record in read_records(path, max_bytes):
         if record.error is not None:
-            raise InvalidRecord(
-                record.error.reason, f"{path}: {record.position}: {record.error.detail}"
-            )
+            raise BadRecord(path, record)
         assert record.event is not None
         yield record.event
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSpan:
+    """How many events a file holds and the event time they span (ms)."""
+
+    events: int
+    first_ts: int
+    last_ts: int  # the latest timestamp, wherever it is in the file
+
+
+def time_span(path: Path | str) -> TimeSpan | None:
+    """Count the maps with an integer ``ts`` and their time span in one quick pass that
+    decodes nothing else (no UTF-8, no validation): what a paced replay will take. Stops at
+    the first undecodable byte; None when no event is found."""
+    count, first, last = 0, 0, 0
+    with _open_read(Path(path)) as stream:
+        unpacker = msgpack.Unpacker(stream, raw=True, strict_map_key=False, max_buffer_size=0)
+        try:
+            for obj in unpacker:
+                ts = obj.get(b"ts") if isinstance(obj, dict) else None
+                if isinstance(ts, int):
+                    first, last = (ts, ts) if count == 0 else (first, max(last, ts))
+                    count += 1
+        except (ValueError, msgpack.UnpackException, zstandard.ZstdError):
+            pass  # the replay itself reports where the file goes bad
+    return TimeSpan(count, first, last) if count else None
 
 
 class RecordedWriter:

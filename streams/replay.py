@@ -28,6 +28,13 @@ from streamrec.streams.pacing import Pacer
 from streamrec.streams.reach import checked
 from streamrec.streams.recorded import Record
 from streamrec.streams.rejects import RejectFile
+from streamrec.streams.topics import (
+    TopicInfo,
+    admin_client,
+    describe_topics,
+    ensure_topics,
+    topic_configs,
+)
 
 #: Reject reason of a valid event the broker refused.
 DELIVERY_FAILED = "delivery_failed"
@@ -113,6 +120,31 @@ def close_producer(producer: KafkaProducer, timeout_s: float = 10.0) -> None:
             sender.force_close()
             sender.join(timeout_s)
         producer._closed = True  # keeps __del__ from trying (and failing) again
+
+
+class TopicMissing(LookupError):
+    """The topic to replay into does not exist (and was not to be created)."""
+
+
+def prepare_topic(settings: Settings, topic: str, *, create: bool = False) -> TopicInfo:
+    """The topic replay will produce to, checked before the first send: kafka-python's
+    producer waits ``max_block_ms`` (60 s) for the metadata of a topic the cluster does not
+    have (auto-create off, as on streamrec's own broker) and then fails with a bare timeout.
+    With ``create``, a missing topic is made with the settings' partitions and replication."""
+    with admin_client(settings.kafka_connection) as admin:
+        if create:
+            (info,) = ensure_topics(
+                admin,
+                [topic],
+                settings.partitions,
+                settings.replication_factor,
+                topic_configs(settings),
+            )
+            return info
+        partitions = describe_topics(admin, [topic]).get(topic)
+    if partitions is None:
+        raise TopicMissing(f"topic {topic!r} does not exist on {settings.bootstrap_servers}")
+    return TopicInfo(topic, partitions, created=False)
 
 
 class StrictAbort(Exception):

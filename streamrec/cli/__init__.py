@@ -8,7 +8,6 @@ commands that need them, so ``streamrec --help`` stays instant.
 from __future__ import annotations
 
 import typer
-from pydantic import ValidationError
 
 from streamrec.cli import data as data_cmd
 from streamrec.cli import evaluate as evaluate_cmd
@@ -18,8 +17,7 @@ from streamrec.cli import settings as settings_cmd
 from streamrec.cli import stream as stream_cmd
 from streamrec.cli import train as train_cmd
 from streamrec.cli import worker as worker_cmd
-from streamrec.cli.common import console, fail
-from streamrec.config import Settings
+from streamrec.cli.common import console, read_settings
 
 app = typer.Typer(
     name="streamrec",
@@ -33,10 +31,7 @@ app = typer.Typer(
 @app.callback()
 def _load_settings(ctx: typer.Context) -> None:
     """Read the settings once (environment, prefix STREAMREC_, or .env) for every command."""
-    try:
-        ctx.obj = Settings()
-    except ValidationError as exc:
-        fail(f"invalid settings: {exc}")
+    ctx.obj = read_settings()
 
 
 app.command("settings")(settings_cmd.show)

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streamrec.cli.common import console, fail, settings_of
+from streamrec.cli.common import about, console, fail, settings_of
 
 app = typer.Typer(help="Build and benchmark the FAISS candidate index.", no_args_is_help=True)
 
 KIND_HELP = "auto | flat | hnsw | ivf (default: STREAMREC_INDEX_KIND)"
 DEVICE_HELP = "auto | cpu | gpu (default: STREAMREC_ENGINE_DEVICE)"
+#: What `index build --vectors` reads, and which commands write one.
+VECTORS_FILE = (
+    "an item-vector file: .npz with arrays 'ids' and 'vectors', as `streamrec train` writes "
+    "(ARTIFACTS/item_vectors.npz) and `streamrec data synth` (OUT.items.npz)"
+)
 
 
 def _pin_threads(threads: int) -> None:
@@ -42,14 +48,10 @@ def build(
 ) -> None:
     """Build an index over an item-vector file and save it (index, id map, metadata)."""
     from streamrec.index import build_index
-    from streamrec.index.vectors import load_vectors
 
     settings = settings_of(ctx)
     _pin_threads(threads or settings.engine_threads)
-    try:
-        ids, matrix = load_vectors(vectors)
-    except (OSError, ValueError) as exc:
-        fail(f"cannot read {vectors}: {exc}")
+    ids, matrix = _read_vectors(vectors)
     started = time.perf_counter()
     with Progress(
         TextColumn("[bold]adding vectors"),
@@ -131,6 +133,25 @@ def bench(
                 typer.echo(json.dumps(figures))
         except (ValueError, TypeError) as exc:
             fail(str(exc))
+
+
+def _read_vectors(path: Path) -> tuple[list[str], Any]:
+    """Ids and vectors of ``path``; anything else is a one-line error saying what is expected
+    (numpy's own messages talk about pickles, which this file must never hold)."""
+    from streamrec.index.vectors import load_vectors
+
+    if not path.is_file():
+        fail(f"cannot read {path}: no such file; expected {VECTORS_FILE}")
+    if not zipfile.is_zipfile(path):
+        fail(f"cannot read {path}: not a .npz archive; expected {VECTORS_FILE}")
+    try:
+        return load_vectors(path)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # numpy refuses object arrays (loading runs pickles)
+            fail(f"cannot read {path}: arrays of Python objects; expected {VECTORS_FILE}")
+        fail(f"cannot read {about(path, exc)}")
+    except (OSError, zipfile.BadZipFile) as exc:
+        fail(f"cannot read {path}: {exc}")
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def start(ctx: typer.Context) -> None:
         with console.status("starting Kafka") as spinner:
             status = broker.start(on_step=lambda step: spinner.update(escape(step)))
     except LocalKafkaError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     _say(status, "already" if status.already_running else "")
 
 
@@ -85,7 +85,7 @@ def create(ctx: typer.Context) -> None:
     except KafkaConnectError as exc:
         fail(escape(str(exc)))
     except (KafkaError, TopicCreationError) as exc:
-        fail(escape(f"cannot create topics on {settings.bootstrap_servers}: {exc}"))
+        fail(f"cannot create topics on {settings.bootstrap_servers}: {exc}")
     for topic in results:
         state = "created" if topic.created else "exists"
         typer.echo(f"{topic.name}: {state} ({topic.partitions} partitions)")

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from streamrec.cli.common import settings_of
+from streamrec.cli.common import settings_of, stdout_console
 from streamrec.config import Settings
 
 #: What a secret setting (SASL password, HTTP token) shows, set or not.
 MASK = "********"
+
+
+def shown(value: Any) -> str:
+    """A value as it is written in the environment (a list as ``64,32``)."""
+    if value is None:
+        return ""
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def settings_rows() -> list[tuple[str, str, str]]:
@@ -20,10 +29,10 @@ def settings_rows() -> list[tuple[str, str, str]]:
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        shown = "" if default is None else str(default).replace(str(Path.home()), "~", 1)
-        if Settings.is_secret(name):
-            shown = MASK
-        rows.append((f"STREAMREC_{name.upper()}", shown, field.description or ""))
+        text = (
+            MASK if Settings.is_secret(name) else shown(default).replace(str(Path.home()), "~", 1)
+        )
+        rows.append((f"STREAMREC_{name.upper()}", text, field.description or ""))
     return rows
 
 
@@ -48,6 +57,5 @@ def show(
         table.add_column(column, overflow="fold")
     for (var, default, desc), name in zip(settings_rows(), Settings.model_fields, strict=True):
         value = getattr(current, name)
-        shown = MASK if Settings.is_secret(name) else "" if value is None else str(value)
-        table.add_row(var, default, shown, desc)
-    Console().print(table)
+        table.add_row(var, default, MASK if Settings.is_secret(name) else shown(value), desc)
+    stdout_console().print(table)

@@ -24,6 +24,7 @@ from rich.progress import (
 
 from streamrec.cli.common import console, fail, settings_of
 from streamrec.config import Settings
+from streamrec.streams.pacing import AsFastAsPossible, Pace, Pacer, Rate, Speed
 from streamrec.streams.recorded import is_compressed
 from streamrec.streams.rejects import RejectFile
 
@@ -86,13 +87,23 @@ def replay(
         float | None,
         typer.Option(
             help="Keep the file's inter-arrival times (from ts), divided by this factor: "
-            "1 is real time, 60 a minute per second. The default pace is --speed 1."
+            "1 is real time, 60 a minute per second."
         ),
     ] = None,
     rate: Annotated[
         float | None, typer.Option(help="Send a fixed number of events per second instead.")
     ] = None,
-    max_: Annotated[bool, typer.Option("--max", help="Send as fast as possible.")] = False,
+    max_: Annotated[
+        bool, typer.Option("--max", help="Send as fast as possible (the default pace).")
+    ] = False,
+    create_topic: Annotated[
+        bool,
+        typer.Option(
+            "--create-topic",
+            help="Create the topic when it does not exist (STREAMREC_PARTITIONS partitions, "
+            "STREAMREC_REPLICATION_FACTOR replicas) instead of stopping.",
+        ),
+    ] = False,
     rejects: Annotated[
         Path | None,
         typer.Option(help="Reject file for bad records \\[default: FILE.rejects.msgpack]."),
@@ -103,35 +114,56 @@ def replay(
 ) -> None:
     """Replay a recorded stream into Kafka (key = user_id, value = the event's msgpack).
 
-    A bad record is reported with its position and written to the reject file (a msgpack
-    map per reject: index, offset, position, reason, detail, raw), or stops the replay
-    with --strict. An event the broker refuses (failed) or never confirms (unknown) is
-    written there too, and the exit status is 1. Ctrl-C flushes what was sent and prints
-    the summary (exit 130).
+    Events go out as fast as possible unless --speed or --rate paces them (a paced replay
+    first says how long it will take). A topic that does not exist stops the replay at once
+    (--create-topic creates it). A bad record is reported with its position and written to
+    the reject file (a msgpack map per reject: index, offset, position, reason, detail,
+    raw), or stops the replay with --strict. An event the broker refuses (failed) or never
+    confirms (unknown) is written there too, and the exit status is 1, as it is when the
+    file held no valid event. Ctrl-C flushes what was sent and prints the summary (exit
+    130).
     """
-    from streamrec.streams.pacing import AsFastAsPossible, Pace, Pacer, Rate, Speed
-    from streamrec.streams.recorded import read_records
+    from kafka.errors import KafkaError
+
+    from streamrec.streams.recorded import RECORDED_STREAM, read_records
     from streamrec.streams.rejects import default_rejects_path
     from streamrec.streams.replay import (
         Replayer,
         ReplayStats,
         StrictAbort,
+        TopicMissing,
         close_producer,
         make_producer,
+        prepare_topic,
     )
+    from streamrec.streams.topics import TopicCreationError
 
     if sum((speed is not None, rate is not None, max_)) > 1:
         fail("choose one pace: --speed, --rate or --max")
     settings = settings_of(ctx)
     topic = topic or settings.topic_events
     try:
-        pace: Pace = (
-            AsFastAsPossible() if max_ else Rate(rate) if rate is not None else Speed(speed or 1.0)
-        )
+        pace = pace_of(speed, rate)
     except ValueError as exc:
         fail(str(exc))
     reject_file = RejectFile(rejects or default_rejects_path(file))
     producer = _connect(make_producer, settings)
+    try:
+        info = prepare_topic(settings, topic, create=create_topic)
+    except TopicMissing as exc:
+        close_producer(producer)
+        fail(
+            f"{exc} (this cluster does not create topics on first use): --create-topic "
+            f"creates it with {settings.partitions} partitions; `streamrec topics create` makes "
+            "streamrec's own topics"
+        )
+    except (KafkaError, TopicCreationError) as exc:
+        close_producer(producer)
+        fail(f"cannot set up topic {topic!r} on {settings.bootstrap_servers}: {exc}")
+    if info.created:
+        console.print(f"created topic {topic!r} ({info.partitions} partitions)", highlight=False)
+    if not isinstance(pace, AsFastAsPossible):
+        _say_how_long(file, pace)
     replayer = Replayer(
         producer,
         topic,
@@ -176,6 +208,61 @@ def replay(
     if stats.interrupted:
         console.print("[yellow]interrupted: stopped after flushing what was sent[/]")
         raise typer.Exit(INTERRUPTED)
+    if stats.queued == 0 and stats.rejected == 0:
+        fail(f"nothing was sent: {file} holds no records")
+    if stats.queued == 0:
+        fail(
+            f"nothing was sent: none of the {stats.rejected:,} records of {file} is a valid "
+            f"event (a recorded stream is {RECORDED_STREAM})"
+        )
+
+
+def pace_of(speed: float | None, rate: float | None) -> Pace:
+    """The replay's pace: --speed or --rate when given, else as fast as possible. Not the
+    file's own pace by default: a first replay of a test split, whose events can be minutes
+    apart, looked hung."""
+    if speed is not None:
+        return Speed(speed)
+    if rate is not None:
+        return Rate(rate)
+    return AsFastAsPossible()
+
+
+def _say_how_long(file: Path, pace: Speed | Rate) -> None:
+    """One line before a paced replay: how long it will take, and how to go faster (a
+    replay at the file's own pace can look hung: a test split's events may be minutes or
+    days apart)."""
+    from streamrec.streams.recorded import time_span
+
+    span = time_span(file)
+    if span is None:
+        return
+    if isinstance(pace, Speed):
+        event_time = (span.last_ts - span.first_ts) / 1000
+        took = (
+            f"{span.events:,} events spanning {_duration(event_time)} of event time: at "
+            f"--speed {pace.factor:g} that takes about {_duration(event_time / pace.factor)}"
+        )
+    else:
+        wait = (span.events - 1) / pace.per_second
+        took = f"{span.events:,} events at {pace.per_second:,g}/s take about {_duration(wait)}"
+    console.print(f"pacing: {took} (--max sends as fast as possible)", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    """``2 d 3 h``, ``4 h 12 min``, ``3 min 5 s`` or ``12.5 s``: the two largest units."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    units = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+    parts: list[str] = []
+    rest = int(seconds)
+    for name, size in units:
+        if rest >= size or parts:
+            parts.append(f"{rest // size} {name}")
+            rest %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
 
 
 def record(

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from streamrec.cli.common import console, fail, settings_of
+from streamrec.cli.common import about, console, fail, settings_of, stdout_console
 
 
 def train(
@@ -82,8 +81,8 @@ def train(
     except (TrainingError, ParityError, InvalidRecord, ModelFileError, FeatureSpecMismatch) as exc:
         fail(str(exc))
     except ValueError as exc:
-        fail(f"{events}: {exc}")
-    Console().print(report_table(report))
+        fail(about(events, exc))
+    stdout_console().print(report_table(report))
     console.print(
         f"model {report['model_version']} → {out} ({report['seconds']['total_s']:.0f} s); "
         f"report: {out / REPORT}",

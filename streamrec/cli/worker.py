@@ -6,14 +6,20 @@ id share the partitions of ``events`` and each serves HTTP on its own port.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from streamrec.cli.common import console, fail, settings_of
+from streamrec.cli.common import console, fail, settings_of, warn
+from streamrec.config import Settings
+
+if TYPE_CHECKING:
+    import faust
 
 #: Libraries that size thread pools from these at import time; one compute thread per
 #: worker process (DESIGN.md "Speed"), scale out with processes and partitions.
@@ -47,12 +53,10 @@ def run(
         "worker_data_dir": data_dir,
     }
     settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
-    if not (settings.worker_artifacts_dir / "index").is_dir():
-        fail(f"{settings.worker_artifacts_dir}: no index/ (run `streamrec train` first)")
+    check_artifacts(settings)
     for var in _THREAD_VARS:
         os.environ.setdefault(var, str(settings.engine_threads))
 
-    import faust
     from kafka.errors import KafkaError
 
     from streamrec.streams.app import create_app
@@ -85,4 +89,44 @@ def run(
         f"artifacts {settings.worker_artifacts_dir}",
         highlight=False,
     )
-    faust.Worker(app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+    faust_worker(app, loglevel).execute_from_commandline()
+
+
+def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """Faust's worker for ``app``, without its progress spinner off a terminal: the spinner
+    writes cursor escapes (``ESC[?25l``) into logs and captured output."""
+    import faust
+
+    worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True)
+    if not sys.stdout.isatty():
+        worker.spinner = None
+    return worker
+
+
+def check_artifacts(settings: Settings) -> None:
+    """Fail in one line, before anything starts, when the artifacts cannot serve: inside
+    Faust a missing index file crashes every agent, each with its own traceback."""
+    from streamrec.index.persist import INDEX_FILE, META_FILE, ROWS_FILE, read_meta
+
+    artifacts = settings.worker_artifacts_dir
+    index_dir = artifacts / "index"
+    make = (
+        f"make it with `streamrec train --events FILE --out {artifacts}` (or just the index: "
+        f"`streamrec index build --vectors FILE --out {index_dir}`)"
+    )
+    if not artifacts.is_dir():
+        fail(f"{artifacts}: no such artifacts directory; {make}")
+    for name in (META_FILE, INDEX_FILE, ROWS_FILE):
+        if not (index_dir / name).is_file():
+            fail(f"{index_dir / name}: missing, the worker needs a saved index; {make}")
+    try:
+        read_meta(index_dir)
+    except json.JSONDecodeError as exc:
+        fail(f"{index_dir / META_FILE}: not JSON ({exc}); {make}")
+    except ValueError as exc:  # another format or version
+        fail(f"{exc}; {make}")
+    if settings.engine_reranker and not (artifacts / settings.engine_reranker).is_file():
+        warn(
+            f"{artifacts / settings.engine_reranker}: no such reranker, serving in retrieval "
+            "order (STREAMREC_ENGINE_RERANKER names the file)"
+        )

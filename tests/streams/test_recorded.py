@@ -13,9 +13,11 @@ import zstandard
 from streamrec.streams import recorded
 from streamrec.streams.recorded import (
     RecordedWriter,
+    TimeSpan,
     is_compressed,
     read_events,
     read_records,
+    time_span,
     write_events,
 )
 from streamrec.streams.wire import Event, InvalidRecord, Reason, encode_event, pack
@@ -153,6 +155,74 @@ def test_read_events_raises_at_the_first_bad_record_naming_its_position(tmp_path
     assert caught.value.reason is Reason.WRONG_TYPE
     assert f"record 1 (byte {expected[1][1]})" in caught.value.detail
     assert str(path) in caught.value.detail
+
+
+def test_a_string_that_is_not_utf8_says_so_and_what_was_expected(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.msgpack"
+    path.write_bytes(encode_event(events(1)[0]) + b"\xa4caf\xe9")  # "café" in Latin-1
+    good, bad = read_records(path)
+    assert good.event is not None and bad.error is not None
+    assert bad.error.reason is Reason.NOT_MSGPACK
+    assert bad.error.detail == (
+        "a string holds bytes that are not UTF-8 (0xe9 at its byte 3): event fields must be "
+        "UTF-8 text"
+    )
+    assert "codec" not in bad.error.detail
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"user_id,item_id\nu1,i1\n", "record 0 (byte 0): not_a_map: expected a map, got int"),
+        (b"\xa2\xff\xfe", "record 0 (byte 0): not_msgpack: a string holds bytes that are not"),
+        (b"\xc1\xc1", "record 0 (byte 0): not_msgpack: cannot decode"),
+    ],
+)
+def test_a_file_that_is_no_recorded_stream_is_one_line_saying_what_one_is(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    path = tmp_path / "ratings.msgpack"
+    path.write_bytes(content)
+    with pytest.raises(InvalidRecord) as caught:
+        list(read_events(path))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {says}")
+    assert message.endswith(
+        "; not a recorded stream (concatenated msgpack event maps, .msgpack or .msgpack.zst; "
+        "`streamrec import` converts CSV/TSV/JSONL)"
+    )
+    assert "\n" not in message
+
+
+def test_a_bad_record_after_good_ones_is_not_called_a_wrong_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.msgpack"
+    path.write_bytes(encode_event(events(1)[0]) + pack({"ts": 1}))
+    with pytest.raises(InvalidRecord) as caught:
+        list(read_events(path))
+    assert str(caught.value) == f"{path}: record 1 (byte {len(encode_event(events(1)[0]))}): " + (
+        "missing_field: missing field 'event_id'"
+    )
+
+
+@pytest.mark.parametrize("name", ["s.msgpack", "s.msgpack.zst"])
+def test_the_time_span_counts_events_up_to_the_latest_timestamp(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    stream = events(50)
+    stream[10] = Event("late", "u1", "i1", "click", 9_000)  # out of order: the latest ts
+    write_events(path, stream)
+    assert time_span(path) == TimeSpan(events=50, first_ts=1_000, last_ts=9_000)
+    write_events(path, [])
+    assert time_span(path) is None
+
+
+def test_the_time_span_stops_where_the_file_goes_bad(tmp_path: Path) -> None:
+    path = tmp_path / "s.msgpack"
+    path.write_bytes(
+        b"".join(encode_event(e) for e in events(3))
+        + b"\xc1"
+        + encode_event(events(1, start=40)[0])
+    )
+    assert time_span(path) == TimeSpan(events=3, first_ts=1_000, last_ts=1_002)
 
 
 def test_an_empty_file_has_no_records(tmp_path: Path) -> None:
