@@ -34,7 +34,8 @@ class VariantSpec(BaseModel):
         "`engine_` prefix (e.g. `covis_weight`).",
     )
     reranker: str | None = Field(
-        None, description="Reranker file in the artifacts (default: `engine_reranker`)."
+        None,
+        description="Reranker file in the artifacts (default: `engine_reranker`; empty: none).",
     )
     control: bool = Field(False, description="The control (default: the first variant).")
 

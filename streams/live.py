@@ -22,7 +22,9 @@ or popular):
 - ``streamrec_live_rank{variant,source}`` — histogram of the 1-based rank of each hit,
   one bucket per rank up to the largest ``k``, so MRR over that depth is exact from it;
 - ``streamrec_live_list_age_seconds{variant,source}`` — how old the served list was when
-  the event reached Kafka (its message timestamp minus the list's ``emitted_ts``).
+  the event reached Kafka (its message timestamp minus the list's ``emitted_ts``);
+- ``streamrec_variant_share{variant,control}`` — the declared shares, and which variant is
+  the control (``control="true"``: what the dashboard's difference is taken against).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streamrec.streams.core.hits import MISS, is_hit, rank_of
 from streamrec.streams.core.state import UserState
@@ -165,6 +167,12 @@ class LiveMetrics:
             buckets=_AGE_BUCKETS,
             registry=registry,
         )
+        self.share = Gauge(
+            "streamrec_variant_share",
+            "Declared traffic share of each A/B variant (control: whether it is the control).",
+            ["variant", "control"],
+            registry=registry,
+        )
         self.without_list = Counter(
             "streamrec_live_events_without_list",
             "Applied events whose user had not been served a list yet (not scored).",
@@ -172,10 +180,11 @@ class LiveMetrics:
             registry=registry,
         )
 
-    def declare(self, variants: Sequence[str], sources: Sequence[str]) -> None:
-        """Export every variant's series at 0 from the start, so a dashboard's ratio of two
-        variants has data before the second one's first hit."""
-        for variant in variants:
+    def declare(self, shares: Mapping[str, float], control: str, sources: Sequence[str]) -> None:
+        """Export each variant's share, and its series at 0 from the start, so a dashboard's
+        ratio of two variants has data before the second one's first hit."""
+        for variant, share in shares.items():
+            self.share.labels(variant, str(variant == control).lower()).set(share)
             self.without_list.labels(variant)
             for source in sources:
                 self.scored.labels(variant, source)

@@ -57,7 +57,8 @@ def register(rt: Runtime) -> None:
     s = rt.settings
     experiment = Experiment.from_specs(s.variants, s.experiment_salt)  # bad ones stop the start
     live = LiveMetrics(rt.metrics.registry, LiveConfig(tuple(s.live_ks)))
-    live.declare(experiment.names, (PERSONALIZED, POPULAR))
+    shares = {v.name: v.share for v in experiment.variants}
+    live.declare(shares, experiment.control.name, (PERSONALIZED, POPULAR))
 
     @rt.app.agent(rt.events, name="personalize")
     async def personalize(stream: StreamT) -> None:

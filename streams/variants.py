@@ -62,7 +62,8 @@ class VariantError(ValueError):
 
 @dataclass(frozen=True)
 class Variant:
-    """One variant: its share, engine overrides and reranker file (None: the worker's)."""
+    """One variant: its share, engine overrides and reranker file (None: the worker's;
+    empty: none, retrieval order)."""
 
     name: str
     share: float
@@ -86,10 +87,6 @@ class Experiment:
     @property
     def control(self) -> Variant:
         return self.variants[0]
-
-    @property
-    def names(self) -> list[str]:
-        return [v.name for v in self.variants]
 
     @classmethod
     def single(cls, salt: str = "") -> Experiment:
@@ -178,9 +175,9 @@ class VariantEngines:
             if config == base.config and variant.reranker is None:
                 engines[variant.name] = base
                 continue
-            scorer = (
-                base.scorer if variant.reranker is None else _reranker(artifacts, variant, config)
-            )
+            scorer = base.scorer
+            if variant.reranker is not None:  # empty: no reranker, retrieval order
+                scorer = _reranker(artifacts, variant, config) if variant.reranker else None
             engines[variant.name] = Engine(
                 base.index,
                 scorer,
@@ -222,7 +219,7 @@ class VariantEngines:
 def _reranker(artifacts: Path, variant: Variant, config: EngineConfig) -> Any:
     from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
 
-    assert variant.reranker is not None
+    assert variant.reranker
     path = artifacts / variant.reranker
     if not path.is_file():
         raise FileNotFoundError(f"variant {variant.name!r}: reranker {path} is not there")

@@ -70,7 +70,8 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 def test_metrics_count_hits_per_k_and_ranks_per_variant():
     registry = CollectorRegistry()
     live = LiveMetrics(registry, LiveConfig((10, 20)))
-    live.declare(["control", "b"], ["personalized"])
+    live.declare({"control": 0.5, "b": 0.5}, "control", ["personalized"])
+    assert sample(registry, "streamrec_variant_share", variant="control", control="true") == 0.5
     assert (
         sample(registry, "streamrec_live_events_scored_total", variant="b", source="personalized")
         == 0
