@@ -7,6 +7,11 @@ them), ranking the event's item in it and updating the Prometheus counters. This
 held-out events, with the served configuration (the artifacts' reranker), 1 thread, CPU time
 of this thread.
 
+Beside it, the same events replayed by a second engine the way the prequential evaluator
+does (``moment="before"``: each event's list is built from the state just before it, with
+the statistics as of its micro-batch's start) give the offline HR@10 of the same
+configuration, over the same scored events and over all of them, to set against live HR@10.
+
 Run: ``python -m loadtest.bench_live`` (artifacts and data of ``make demo`` in out/demo,
 built when missing; ``--artifacts``/``--events`` to use others).
 """
@@ -18,11 +23,13 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 
 from streamrec.config import Settings
 from streamrec.demo import prepare_data, train
 from streamrec.streams.core.engine import PERSONALIZED, POPULAR
+from streamrec.streams.core.hits import is_hit, rank_of
 from streamrec.streams.core.loader import load_engine
 from streamrec.streams.live import LiveConfig, LiveMetrics, Served, applied_flags, score_batch
 from streamrec.streams.recorded import read_events
@@ -55,6 +62,12 @@ def main() -> None:
             break
     live = LiveMetrics(CollectorRegistry(), LiveConfig(tuple(settings.live_ks)))
     live.declare({"control": 1.0}, "control", (PERSONALIZED, POPULAR))
+    offline = load_engine(artifacts, settings)
+    offline_states: dict = {}
+    offline_ranks: list[int] = []
+    live_ranks: list[int] = []
+    live_scored: list[bool] = []  # whether live scoring scored each event
+    served_users: set[str] = set()
     states: dict = {}
     stored: dict[str, bytes] = {}  # user -> packed latest recommendation, as table `recs`
     engine_s = live_s = 0.0
@@ -79,6 +92,12 @@ def main() -> None:
         engine_s += processed - flagged
         live_s += (flagged - began) + (done - processed)
         scored += len(scores)
+        live_ranks += [x.rank for x in scores]
+        before = offline.process(batch, offline_states, moment="before")
+        for event, is_new, rec in zip(batch, applied, before, strict=True):
+            offline_ranks.append(rank_of(rec.items, event.item_id))
+            live_scored.append(is_new and event.user_id in served_users)
+            served_users.add(event.user_id)
         for rec in recs:  # the worker's own write-back, not part of live scoring
             stored[rec.user_id] = pack(rec.to_map())
     n = len(events)
@@ -87,6 +106,15 @@ def main() -> None:
         f"{engine_s / n * 1e6:.1f} us/event CPU, live scoring {live_s / n * 1e6:.2f} us/event "
         f"CPU = {100 * live_s / (engine_s + live_s):.2f} % of per-event CPU "
         f"(model {engine.model_version}, load {os.getloadavg()[0]:.1f})"
+    )
+    ranks, mask = np.array(offline_ranks), np.array(live_scored)
+    hr_live = float(np.mean([is_hit(r, 10) for r in live_ranks]))
+    hr_same = float(np.mean((ranks[mask] >= 0) & (ranks[mask] < 10)))
+    hr_all = float(np.mean((ranks >= 0) & (ranks < 10)))
+    print(
+        f"HR@10 live (served lists) {hr_live:.4f} over {len(live_ranks):,} events; prequential "
+        f"(lists as of just before each event) {hr_same:.4f} over the same events, "
+        f"{hr_all:.4f} over all {n:,}"
     )
 
 
