@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -75,14 +75,10 @@ class Served:
             stored["emitted_ts"],
         )
 
-    @classmethod
-    def of(cls, rec: Recommendation, default_variant: str) -> Served:
-        return cls(rec.items, rec.variant or default_variant, rec.source, rec.emitted_ts)
 
-
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """One event scored against its user's last served list."""
+class Scored(NamedTuple):
+    """One event scored against its user's last served list (a tuple: one per event, made
+    on the hot path)."""
 
     variant: str
     source: str
@@ -118,7 +114,7 @@ def score_batch(
     event's Kafka timestamp in seconds. Returns the scores and, per variant now serving the
     user, how many applied events had no list to score.
     """
-    latest = dict(previous)
+    latest: dict[str, Served | Recommendation] = dict(previous)  # both have what is read
     scored = []
     without: Tally[str] = Tally()
     for event, arrived, is_new, rec in zip(events, arrived_s, applied, produced, strict=True):
@@ -127,10 +123,15 @@ def score_batch(
             if served is None:
                 without[rec.variant or default_variant] += 1
             else:
-                rank = rank_of(served.items, event.item_id)
-                age = max(0.0, arrived - served.emitted_ts / 1000)
-                scored.append(Scored(served.variant, served.source, rank, age))
-        latest[event.user_id] = Served.of(rec, default_variant)
+                scored.append(
+                    Scored(
+                        served.variant or default_variant,
+                        served.source,
+                        rank_of(served.items, event.item_id),
+                        max(0.0, arrived - served.emitted_ts / 1000),
+                    )
+                )
+        latest[event.user_id] = rec
     return scored, without
 
 
@@ -192,21 +193,26 @@ class LiveMetrics:
                     self.hits.labels(variant, source, str(k))
 
     def record(self, scored: Sequence[Scored], without: Mapping[str, int]) -> None:
-        """Add one batch's scores and its events without a list (per variant)."""
+        """Add one batch's scores and its events without a list (per variant); one counter
+        update per label set and batch, labelled children looked up once per batch."""
         depth = max(self.ks)
-        events: Tally[tuple[str, str]] = Tally()
-        hits: Tally[tuple[str, str, int]] = Tally()
+        groups: dict[tuple[str, str], list[Scored]] = {}
         for s in scored:
-            events[s.variant, s.source] += 1
-            if s.rank != MISS and s.rank < depth:
-                self.rank.labels(s.variant, s.source).observe(s.rank + 1)
+            groups.setdefault((s.variant, s.source), []).append(s)
+        for (variant, source), group in groups.items():
+            ranks = Tally(s.rank for s in group)
+            self.scored.labels(variant, source).inc(len(group))
             for k in self.ks:
-                if is_hit(s.rank, k):
-                    hits[s.variant, s.source, k] += 1
-            self.list_age.labels(s.variant, s.source).observe(s.age_s)
-        for (v, source), n in events.items():
-            self.scored.labels(v, source).inc(n)
-        for (v, source, k), n in hits.items():
-            self.hits.labels(v, source, str(k)).inc(n)
+                hits = sum(n for rank, n in ranks.items() if is_hit(rank, k))
+                if hits:
+                    self.hits.labels(variant, source, str(k)).inc(hits)
+            rank_child = self.rank.labels(variant, source)
+            for rank, n in ranks.items():
+                if rank != MISS and rank < depth:
+                    for _ in range(n):
+                        rank_child.observe(rank + 1)
+            age_child = self.list_age.labels(variant, source)
+            for s in group:
+                age_child.observe(s.age_s)
         for v, n in without.items():
             self.without_list.labels(v).inc(n)

@@ -22,14 +22,12 @@ MISS = -1
 def rank_of(listing: Sequence[Any] | np.ndarray, item: Any, depth: int | None = None) -> int:
     """0-based rank of ``item`` among the first ``depth`` entries of ``listing`` (all of it
     when ``depth`` is None), or :data:`MISS`; a list of item ids or an integer-row array."""
-    top = listing[:depth]
+    top = listing if depth is None else listing[:depth]
     if isinstance(top, np.ndarray):
         where = np.flatnonzero(top == item)
         return int(where[0]) if len(where) else MISS
-    try:
-        return (top if isinstance(top, list) else list(top)).index(item)
-    except ValueError:
-        return MISS
+    top = top if isinstance(top, list) else list(top)
+    return top.index(item) if item in top else MISS  # most events miss: no exception
 
 
 def is_hit(rank: int, k: int) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from worker_support import Topics, first_events, free_port, produce, produce_events
+from worker_support import Topics, first_events, free_port, produce, produce_events, wait_for
 
 from streamrec.index import load_index
 from streamrec.streams.items import encode_upsert
@@ -65,13 +65,6 @@ def query(api: str, expr: str) -> dict:
     return response.json()
 
 
-def wait_for(condition, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.5)
-
-
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     kafka_bootstrap, make_topic, new_worker, artifacts, tmp_path
 ):
@@ -93,7 +86,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
         )
         produce(kafka_bootstrap, topics.events, [(b"u-bad", b"\xc1 not msgpack")])
         produce_events(kafka_bootstrap, topics.events, events[1_500:])
-        wait_for(lambda: worker.metric("streamrec_events_processed_total") >= len(events))
+        wait_for(lambda: worker.metric("streamrec_events_processed_total") >= len(events), 120)
         time.sleep(4)  # a few scrapes after the last batch
 
         empty = []
