@@ -67,7 +67,8 @@ def main() -> None:
     offline_ranks: list[int] = []
     live_ranks: list[int] = []
     live_scored: list[bool] = []  # whether live scoring scored each event
-    served_users: set[str] = set()
+    served_at: dict[str, int] = {}  # user -> the batch (its start) of their latest list
+    same_batch: list[bool] = []  # whether the event's served list came from its own batch
     states: dict = {}
     stored: dict[str, bytes] = {}  # user -> packed latest recommendation, as table `recs`
     engine_s = live_s = 0.0
@@ -96,8 +97,9 @@ def main() -> None:
         before = offline.process(batch, offline_states, moment="before")
         for event, is_new, rec in zip(batch, applied, before, strict=True):
             offline_ranks.append(rank_of(rec.items, event.item_id))
-            live_scored.append(is_new and event.user_id in served_users)
-            served_users.add(event.user_id)
+            live_scored.append(is_new and event.user_id in served_at)
+            same_batch.append(served_at.get(event.user_id) == start)
+            served_at[event.user_id] = start
         for rec in recs:  # the worker's own write-back, not part of live scoring
             stored[rec.user_id] = pack(rec.to_map())
     n = len(events)
@@ -108,7 +110,8 @@ def main() -> None:
         f"(model {engine.model_version}, load {os.getloadavg()[0]:.1f})"
     )
     ranks, mask = np.array(offline_ranks), np.array(live_scored)
-    hr_live = float(np.mean([is_hit(r, 10) for r in live_ranks]))
+    live_hits = np.array([is_hit(r, 10) for r in live_ranks])
+    hr_live = float(live_hits.mean())
     hr_same = float(np.mean((ranks[mask] >= 0) & (ranks[mask] < 10)))
     hr_all = float(np.mean((ranks >= 0) & (ranks < 10)))
     print(
@@ -116,6 +119,13 @@ def main() -> None:
         f"(lists as of just before each event) {hr_same:.4f} over the same events, "
         f"{hr_all:.4f} over all {n:,}"
     )
+    own = np.array(same_batch)[mask]  # of the scored events: list from the event's own batch
+    offline_hits = (ranks[mask] >= 0) & (ranks[mask] < 10)
+    for name, part in (("from the event's own micro-batch", own), ("from an earlier one", ~own)):
+        print(
+            f"  served list {name}: {int(part.sum()):,} events, HR@10 live "
+            f"{live_hits[part].mean():.4f} vs prequential {offline_hits[part].mean():.4f}"
+        )
 
 
 if __name__ == "__main__":
