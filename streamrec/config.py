@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -61,6 +63,26 @@ def _int_list(value: Any) -> Any:
 
 #: A list of positive ints in the environment: ``64,32`` (or a JSON list ``[64, 32]``).
 IntList = Annotated[tuple[Annotated[int, Field(ge=1)], ...], NoDecode, BeforeValidator(_int_list)]
+
+
+# --- Live quality and A/B ---------------------------------------------------------------
+class VariantSpec(BaseModel):
+    """One A/B variant of ``STREAMREC_VARIANTS`` (bucketing: streams/variants.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Label in metrics.")
+    share: float = Field(ge=0, le=1, description="Share of users (all shares sum to 1).")
+    engine: dict[str, float | int | str | bool] = Field(
+        default_factory=dict,
+        description="Engine settings that differ from the worker's, by their name without the "
+        "`engine_` prefix (e.g. `covis_weight`).",
+    )
+    reranker: str | None = Field(
+        None,
+        description="Reranker file in the artifacts (default: `engine_reranker`; empty: none).",
+    )
+    control: bool = Field(False, description="The control (default: the first variant).")
 
 
 class Settings(BaseSettings):
@@ -371,6 +393,28 @@ class Settings(BaseSettings):
     worker_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest",
         description="Where a new consumer group starts reading `events`: the oldest or newest.",
+    )
+
+    # --- Live quality and A/B (streams/live.py, streams/variants.py) ------------------
+    variants: list[VariantSpec] = Field(
+        default_factory=list,
+        description='A/B variants as JSON: `[{"name": "control", "share": 0.5}, '
+        '{"name": "b", "share": 0.5, "engine": {"covis_weight": 2}, '
+        '"reranker": "student-b.onnx"}]`; `engine` overrides engine settings (names '
+        "without `engine_`), `reranker` is a file in the artifacts, `control: true` marks the "
+        "control (else the first). Users are bucketed by a hash of (salt, user id). Empty: "
+        "one variant, `control`, for everyone.",
+    )
+    experiment_salt: str = Field(
+        "streamrec-ab-1",
+        description="Salt of the variant bucketing hash: a new salt reshuffles every user "
+        "(a new experiment); changing only the shares moves only the users it must.",
+    )
+    live_ks: list[int] = Field(
+        [10, 20],
+        min_length=1,
+        description="Cut-offs k of the live HR@k counters (the largest is also the depth of "
+        "the live rank histogram and MRR).",
     )
 
     # --- Data (streamrec.data; owner: data engineer) -----------------------------------

@@ -5,13 +5,15 @@ the index on its first 80 %, starts a worker, replays the last 20 % through Kafk
 steady rate, shows a few users' recommendations before and after their next event (sent
 through ``POST /events``), and prints the event → recommendation latency measured from
 Kafka's own timestamps: the event's append to ``events`` and its recommendation's append
-to ``recommendations``. Then it stops everything it started and deletes its topics.
+to ``recommendations``. Then it stops everything it started and deletes its topics, and
+ends with the live HR@10 of its two A/B variants from the worker's own counters.
 
 Each run uses its own topics and consumer group, so runs never see each other's data.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -29,6 +31,7 @@ import requests
 from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
+from streamrec.cli.live import LiveCounts, proportion_interval, scrape
 from streamrec.config import Settings
 from streamrec.localkafka import LocalKafka
 from streamrec.streams.connection import KafkaConnection
@@ -44,6 +47,11 @@ STREAMREC = str(Path(sys.executable).with_name("streamrec"))
 REPLAY_RATE = 500
 #: Held-out events kept back from the replay, to be sent one by one as "next events".
 SHOWN_USERS = 3
+#: The demo's A/B test: the served configuration against retrieval + co-visitation.
+DEMO_VARIANTS = [
+    {"name": "control", "share": 0.5},
+    {"name": "covis", "share": 0.5, "reranker": "", "engine": {"covis_weight": 4.0}},
+]
 
 
 def step(message: str) -> None:
@@ -221,8 +229,9 @@ def main() -> int:
         artifacts = out / "artifacts"
         train(train_part, artifacts)
 
-        step("a worker")
-        worker = start_worker(stack, connection, artifacts, out, settings.partitions)
+        step("a worker serving two A/B variants: student reranker vs co-visitation")
+        variants = {"STREAMREC_VARIANTS": json.dumps(DEMO_VARIANTS)}
+        worker = start_worker(stack, connection, artifacts, out, settings.partitions, variants)
         url, names, env = worker.url, worker.topics, worker.env
         console.print(f"    ready at {url} (log {worker.log})", highlight=False)
 
@@ -257,7 +266,20 @@ def main() -> int:
             highlight=False,
             soft_wrap=True,  # the summary stays one line, whatever the terminal width
         )
+        quality = live_line(scrape([url], settings.worker_auth_token))
+    console.print(quality, highlight=False, soft_wrap=True)  # the last line, after clean-up
     return 0
+
+
+def live_line(counts: dict[str, LiveCounts]) -> str:
+    """``live HR@10 over N events: …`` per variant, from the worker's own live counters."""
+    total = sum(c.scored for c in counts.values())
+    parts = []
+    for name in sorted(counts, key=lambda v: (v != DEMO_VARIANTS[0]["name"], v)):
+        c = counts[name]
+        p = c.hr(10)
+        parts.append(f"{name} {p:.4f} ± {proportion_interval(p, c.scored):.4f} ({c.scored:,.0f})")
+    return f"live HR@10 over {total:,.0f} events: " + ", ".join(parts)
 
 
 def latency(

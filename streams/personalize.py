@@ -7,9 +7,12 @@ Per micro-batch (``stream.take_events(max_batch, within=window)``):
    fails later, e.g. on a bug, goes there too, reason ``processing_failed``: Faust acks
    a batch's offsets even when the agent raises, so re-raising would lose it);
 2. read the batch's users' states from table ``user_state`` (each in its own partition);
-3. ``engine.process`` on the compute thread: state updates (an already-applied event id is
-   not applied again), one batched FAISS search, one batched rerank, exactly one
-   recommendation per event — the event loop stays free meanwhile;
+3. ``engine.process`` on the compute thread — per A/B variant, each user's events through
+   their variant's engine (streams/variants.py): state updates (an already-applied event id
+   is not applied again), one batched FAISS search, one batched rerank, exactly one
+   recommendation per event, each with its ``variant`` — the event loop stays free meanwhile;
+   then each applied event is scored against the list its user was last served (live
+   HR@k, streams/live.py);
 4. write the states back, emit every recommendation to ``recommendations`` (key user_id)
    and keep each user's latest in table ``recs``, then wait until the broker has
    acknowledged every recommendation of the batch;
@@ -38,10 +41,12 @@ from collections.abc import Sequence
 
 from faust.types import EventT, StreamT
 
-from streamrec.streams.core.engine import Engine
+from streamrec.streams.core.engine import PERSONALIZED, POPULAR
 from streamrec.streams.core.state import UserState
 from streamrec.streams.dlq import KEY_MISMATCH, PROCESSING_FAILED
+from streamrec.streams.live import LiveConfig, LiveMetrics, Served, applied_flags, score_batch
 from streamrec.streams.runtime import Runtime, in_partition_of
+from streamrec.streams.variants import Experiment, VariantEngines
 from streamrec.streams.wire import Event, InvalidRecord, Recommendation, decode_event, pack
 
 log = logging.getLogger(__name__)
@@ -50,10 +55,16 @@ log = logging.getLogger(__name__)
 def register(rt: Runtime) -> None:
     """Attach the personalize agent to ``rt.app``."""
     s = rt.settings
+    experiment = Experiment.from_specs(s.variants, s.experiment_salt)  # bad ones stop the start
+    live = LiveMetrics(rt.metrics.registry, LiveConfig(tuple(s.live_ks)))
+    shares = {v.name: v.share for v in experiment.variants}
+    live.declare(shares, experiment.control.name, (PERSONALIZED, POPULAR))
 
     @rt.app.agent(rt.events, name="personalize")
     async def personalize(stream: StreamT) -> None:
-        engine = await rt.engine()
+        engine = await rt.run(
+            VariantEngines.build, await rt.engine(), experiment, s.worker_artifacts_dir
+        )
         window_s = s.worker_batch_window_ms / 1000
         # take_events (not take): each event's message says where its user's state lives.
         async for batch in stream.take_events(s.worker_max_batch, window_s):  # type: ignore[attr-defined]
@@ -62,7 +73,7 @@ def register(rt: Runtime) -> None:
             if not valid:
                 continue
             try:
-                await _personalize(rt, engine, valid)
+                await _personalize(rt, engine, live, valid)
             except Exception as exc:  # a bug or a broken store must not drop the batch
                 log.exception("micro-batch of %d events failed; sending it to the DLQ", len(valid))
                 detail = f"{type(exc).__name__}: {exc}"
@@ -70,7 +81,9 @@ def register(rt: Runtime) -> None:
                     await rt.dead_letters.reject(raw.message, PROCESSING_FAILED, detail)
 
 
-async def _personalize(rt: Runtime, engine: Engine, valid: list[tuple[EventT, Event]]) -> None:
+async def _personalize(
+    rt: Runtime, engine: VariantEngines, live: LiveMetrics, valid: list[tuple[EventT, Event]]
+) -> None:
     """Steps 2–5 for the valid events of one micro-batch."""
     # The last event of each user decides the partition its state lives in (all of a
     # user's events share one partition, as the key is the user id).
@@ -78,10 +91,16 @@ async def _personalize(rt: Runtime, engine: Engine, valid: list[tuple[EventT, Ev
     events = [event for _, event in valid]
     with rt.metrics.stage("state_read"):
         states = _read_states(rt, owner)
+    applied = applied_flags(events, states)  # before the engine updates the states
     with rt.metrics.stage("engine"):
         recs = await rt.run(engine.process, events, states)
-    for stage, seconds in engine.last_batch_stats.stages().items():
+    for stage, seconds in engine.stage_seconds().items():
         rt.metrics.stage_seconds.labels(stage).observe(seconds)
+    with rt.metrics.stage("live"):
+        control = engine.experiment.control.name
+        served = _read_served(rt, owner, control)  # before this batch's lists replace them
+        arrived = [raw.message.timestamp for raw, _ in valid]
+        live.record(*score_batch(events, arrived, applied, served, recs, control))
     with rt.metrics.stage("emit"):
         await _write_back(rt, owner, states, recs)
         sent_at = time.time()
@@ -120,6 +139,17 @@ def _read_states(rt: Runtime, owner: dict[str, EventT]) -> dict[str, UserState]:
         if stored is not None:
             states[user_id] = UserState.from_map(stored)
     return states
+
+
+def _read_served(rt: Runtime, owner: dict[str, EventT], default_variant: str) -> dict[str, Served]:
+    """The list each user of the batch was last served (table ``recs``), where there is one."""
+    served = {}
+    for user_id, raw in owner.items():
+        with in_partition_of(raw):
+            stored = rt.recs.get(user_id)
+        if stored is not None:
+            served[user_id] = Served.of_map(stored, default_variant)
+    return served
 
 
 async def _write_back(

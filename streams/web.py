@@ -2,7 +2,8 @@
 
 - ``GET /recommendations/{user_id}?k=&exclude=a,b`` — the user's latest recommendations,
   answered by the worker that owns the user's partition (``table_route`` forwards the
-  request there); a cold or unknown user gets recently-popular items.
+  request there); a cold or unknown user gets recently-popular items. Either says its A/B
+  ``variant`` (streams/variants.py).
 - ``POST /events`` — validate one event (msgpack body, or JSON for convenience) and produce
   it to ``events``: 400 with the reason when invalid, 413 when oversize, 202 once the
   broker has it.
@@ -25,6 +26,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from streamrec.streams.runtime import Runtime
+from streamrec.streams.variants import Experiment
 from streamrec.streams.wire import InvalidRecord, Reason, decode_event, pack
 
 #: The largest ``k`` a caller may ask for.
@@ -36,6 +38,7 @@ def register(rt: Runtime) -> None:
     app = rt.app
     settings = rt.settings
     token = settings.worker_auth_token
+    experiment = Experiment.from_specs(settings.variants, settings.experiment_salt)
 
     def denied(view: View, request: Request) -> Response | None:
         """401 unless auth is off or the request carries the bearer token."""
@@ -112,6 +115,7 @@ def register(rt: Runtime) -> None:
                         "emitted_ts": rt.now_ms(),
                         "model_version": engine.model_version,
                         "source": "popular",
+                        "variant": experiment.bucket(user_id).name,
                     },
                     k,
                     exclude,

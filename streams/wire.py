@@ -89,11 +89,13 @@ class Recommendation:
     model_version: str
     source: str  # "personalized" | "popular"
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The A/B variant that served it (streams/variants.py); every worker message has one.
+    variant: str | None = None
 
     def to_map(self) -> dict[str, Any]:
         """The msgpack map of this recommendation; ``extra`` adds fields but never replaces
-        one of the schema's."""
-        return {
+        one of the schema's; ``variant`` appears when set."""
+        out = {
             **self.extra,
             "user_id": self.user_id,
             "items": list(self.items),
@@ -104,6 +106,9 @@ class Recommendation:
             "model_version": self.model_version,
             "source": self.source,
         }
+        if self.variant is not None:
+            out["variant"] = self.variant
+        return out
 
 
 #: Required string fields, in the order they are checked.

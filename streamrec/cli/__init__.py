@@ -13,6 +13,7 @@ from streamrec.cli import data as data_cmd
 from streamrec.cli import evaluate as evaluate_cmd
 from streamrec.cli import index as index_cmd
 from streamrec.cli import kafka as kafka_cmd
+from streamrec.cli import live as live_cmd
 from streamrec.cli import settings as settings_cmd
 from streamrec.cli import stream as stream_cmd
 from streamrec.cli import train as train_cmd
@@ -45,6 +46,7 @@ app.command("record")(stream_cmd.record)
 app.command("import")(stream_cmd.import_)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("live-report")(live_cmd.live_report)
 
 
 def main() -> None:

@@ -7,23 +7,22 @@ changes before it reports ready.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
-from worker_support import Topics, first_events, produce, produce_events, read_topic
+from worker_support import (
+    Topics,
+    first_events,
+    produce,
+    produce_events,
+    read_topic,
+    wait_for,
+)
 
 from streamrec.index import load_index
 from streamrec.streams.items import encode_delete, encode_upsert
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_deleted_item_is_never_recommended_after_the_delete_and_upserted_one_can_be(

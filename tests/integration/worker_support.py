@@ -220,6 +220,14 @@ def new_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., W
         worker.stop()
 
 
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
 def first_events(path: Path, n: int) -> list[Event]:
     events = []
     for event in read_events(path):
