@@ -91,3 +91,11 @@ def test_prometheus_scrapes_without_a_token(compose: dict[str, Any]):
         assert "STREAMREC_WORKER_METRICS_TOKEN" not in svc["environment"]
     scrape = yaml.safe_load(compose["configs"]["prometheus"]["content"])["scrape_configs"][0]
     assert scrape["metrics_path"] == "/metrics"
+
+
+def test_every_streamrec_variable_compose_sets_is_a_setting(compose: dict[str, Any]):
+    """A mistyped variable would be ignored by the worker: each must name a setting."""
+    known = {f"STREAMREC_{name.upper()}" for name in Settings.model_fields}
+    for name, svc in compose["services"].items():
+        used = {k for k in svc.get("environment", {}) if k.startswith("STREAMREC_")}
+        assert used - known == set(), name

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from deploy_files import DEPLOY, DOCKERFILES, image_env, instructions, yaml_docs
 
+from streamrec.config import Settings
+
 K8S = DEPLOY / "k8s"
 BASE = K8S / "base"
 GPU = K8S / "overlays" / "gpu"
@@ -137,3 +139,12 @@ def test_workers_prefer_different_nodes():
     (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == {"app": "streamrec-worker"}
+
+
+def test_every_streamrec_variable_the_manifests_set_is_a_setting():
+    """A mistyped variable would be ignored by the worker: each must name a setting."""
+    known = {f"STREAMREC_{name.upper()}" for name in Settings.model_fields}
+    objects = base_objects()
+    (worker,) = one(objects, "StatefulSet")["spec"]["template"]["spec"]["containers"]
+    names = {e["name"] for e in worker["env"]} | set(one(objects, "ConfigMap")["data"])
+    assert {n for n in names if n.startswith("STREAMREC_")} - known == set()
