@@ -13,10 +13,20 @@ from types import ModuleType
 from typing import Any
 
 import yaml
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCKERFILES = sorted(DEPLOY.glob("Dockerfile.*"))
+
+
+def lock_names(lock: str) -> set[str]:
+    """Canonical names of the packages ``requirements/<lock>`` pins."""
+    return {
+        canonicalize_name(line.split("==")[0])
+        for line in (ROOT / "requirements" / lock).read_text().splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    }
 
 
 def yaml_docs(path: Path) -> list[dict[str, Any]]:

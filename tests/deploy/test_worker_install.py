@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from deploy_files import ROOT
+from deploy_files import ROOT, lock_names
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -58,15 +58,6 @@ print(json.dumps({
     "items": [len(r.items) for r in recs],
 }))
 """
-
-
-def lock_names(name: str) -> set[str]:
-    lock = ROOT / "requirements" / name
-    return {
-        canonicalize_name(line.split("==")[0])
-        for line in lock.read_text().splitlines()
-        if "==" in line and not line.startswith((" ", "#"))
-    }
 
 
 def modules_of(dists: set[str]) -> set[str]:
