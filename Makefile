@@ -8,7 +8,7 @@ EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/nu
 LOCK := requirements/$(EXTRA).lock
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: install install-worker lock demo test test-fast test-gpu bench bench-index bench-engine bench-gpu lint docs clean kafka-start kafka-stop
+.PHONY: install install-worker lock demo test test-fast test-deploy test-gpu bench bench-index bench-engine bench-gpu lint docs clean kafka-start kafka-stop
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ test: install
 
 test-fast: install
 	$(BIN)/pytest -m "not slow and not integration"
+
+# deploy/ without a Docker engine or a cluster: compose and Kubernetes schemas, hadolint,
+# the dashboard's metric names, the health check, a worker that imports no torch.
+test-deploy: install
+	$(BIN)/pytest tests/deploy
 
 # The GPU backends (FAISS GPU index, CUDA reranker, GPU engine); -rs shows why any skipped.
 test-gpu: install

@@ -11,12 +11,13 @@ user's events are correlated, so the intervals are somewhat narrow for heavy use
 from __future__ import annotations
 
 import math
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated
+from urllib.error import HTTPError
 
-import requests
 import typer
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
@@ -82,10 +83,12 @@ def scrape(urls: Iterable[str], token: str | None) -> dict[str, LiveCounts]:
     for url in urls:
         target = url.rstrip("/")
         target = target if target.endswith("/metrics") else f"{target}/metrics"
-        response = requests.get(target, headers=headers, timeout=10)
-        if response.status_code != 200:
-            raise RuntimeError(f"{target}: HTTP {response.status_code}")
-        parse_live(response.text, counts)
+        try:  # the standard library: a worker-only install has no requests
+            request = urllib.request.Request(target, headers=headers)
+            with urllib.request.urlopen(request, timeout=10) as got:
+                parse_live(got.read().decode(), counts)
+        except HTTPError as exc:
+            raise RuntimeError(f"{target}: HTTP {exc.code}") from None
     return dict(counts)
 
 
@@ -152,7 +155,7 @@ def live_report(
     try:
         control = Experiment.from_specs(settings.variants, settings.experiment_salt).control.name
         counts = scrape(urls, settings.worker_auth_token)
-    except (VariantError, RuntimeError, requests.RequestException) as exc:
+    except (VariantError, RuntimeError, OSError) as exc:
         fail(str(exc))
     if not counts:
         fail("no live counters at the given URLs (are they streamrec workers?)")
