@@ -43,6 +43,7 @@ class SasrecConfig:
     max_epochs: int = 200
     patience: int = 5
     valid_events: int = 4000
+    max_seconds: float = 0.0  # > 0: no new epoch once this much time has passed
     seed: int = 0
 
 
@@ -236,7 +237,8 @@ def fit_sasrec(
 ) -> FitResult:
     """Train on each user's events before ``valid_from[u]``; keep the epoch of best
     validation NDCG@10 over the events from there on; stop after ``patience`` epochs
-    without a better one. ``items`` are rows ``1..n_items``; ``actions`` codes 1/2.
+    without a better one, or after the epoch that ends past ``max_seconds`` (a budget for
+    a shared machine: the kept epoch then depends on its speed). ``items`` are rows ``1..n_items``; ``actions`` codes 1/2.
     """
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -269,6 +271,8 @@ def fit_sasrec(
         if point["ndcg@10"] > best[0]:
             best = (point["ndcg@10"], epoch, copy.deepcopy(model.state_dict()))
         elif epoch - best[1] >= config.patience:
+            break
+        if config.max_seconds > 0 and time.perf_counter() - started >= config.max_seconds:
             break
     model.load_state_dict(best[2])
     model.eval()
