@@ -238,7 +238,8 @@ def fit_sasrec(
     """Train on each user's events before ``valid_from[u]``; keep the epoch of best
     validation NDCG@10 over the events from there on; stop after ``patience`` epochs
     without a better one, or after the epoch that ends past ``max_seconds`` (a budget for
-    a shared machine: the kept epoch then depends on its speed). ``items`` are rows ``1..n_items``; ``actions`` codes 1/2.
+    a shared machine: the kept epoch then depends on its speed). ``items`` are rows
+    ``1..n_items``; ``actions`` codes 1/2.
     """
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -279,7 +280,9 @@ def fit_sasrec(
     return FitResult(model, best[1], curve, time.perf_counter() - started)
 
 
-def _loss(model: Sasrec, items: np.ndarray, actions: np.ndarray, targets: np.ndarray) -> torch.Tensor:
+def _loss(
+    model: Sasrec, items: np.ndarray, actions: np.ndarray, targets: np.ndarray
+) -> torch.Tensor:
     """Full-softmax cross-entropy over the catalog at every position with a target."""
     hidden = model(torch.from_numpy(items), torch.from_numpy(actions))
     target = torch.from_numpy(targets)

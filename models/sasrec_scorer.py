@@ -81,7 +81,9 @@ class SasrecScorer:
             item_ids = [str(i) for i in info.pop("item_ids")]
             seq_len = int(info["seq_len"])
             session = ort.InferenceSession(
-                str(model), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+                str(model),
+                sess_options=session_options(threads),
+                providers=["CPUExecutionProvider"],
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SasrecFileError(f"{artifacts}: unreadable SASRec files: {exc}") from exc

@@ -82,9 +82,7 @@ def _probe(
     }
 
 
-def _entry(
-    result: FitResult, config: SasrecConfig, parity: float, n_items: int
-) -> dict[str, Any]:
+def _entry(result: FitResult, config: SasrecConfig, parity: float, n_items: int) -> dict[str, Any]:
     best = result.curve[result.best_epoch - 1]
     return {
         "trained": True,

@@ -96,9 +96,9 @@ def test_ranks_the_whole_catalog_minus_seen_items_with_the_models_scores(
     pad = scorer.seq_len - len(window)
     scores = scorer.scores(np.pad(window, (pad, 0))[None], np.pad(acts, (pad, 0))[None])[0]
     seen = {e.item_id for e in mine_events}
-    best = sorted(
-        (i for i in scorer.item_ids if i not in seen), key=lambda i: -scores[row[i] - 1]
-    )[:K]
+    best = sorted((i for i in scorer.item_ids if i not in seen), key=lambda i: -scores[row[i] - 1])[
+        :K
+    ]
     assert [ids[i] for i in listed.tolist()] == best
 
 

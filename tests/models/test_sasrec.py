@@ -37,6 +37,11 @@ def cycle_world(users: int, length: int, seed: int) -> tuple[list[np.ndarray], l
     return items, actions
 
 
+def windows(seqs: list[np.ndarray], cuts: list[int], length: int) -> np.ndarray:
+    """Each sequence's first ``cuts[u]`` values as a left-padded window."""
+    return np.stack([left_pad(s[:c], length) for s, c in zip(seqs, cuts, strict=True)])
+
+
 SMALL = SasrecConfig(
     seq_len=12, dim=32, blocks=1, heads=2, dropout=0.0, lr=5e-3, batch=32, max_epochs=40,
     patience=40, valid_events=200,
@@ -56,12 +61,15 @@ def test_learns_the_next_item_from_the_order_which_a_bag_of_items_cannot(fitted)
     fresh_items, fresh_actions = cycle_world(users=100, length=14, seed=1)  # same cycle
     # new users, each cut at a random point: the model must continue their walk
     rng = np.random.default_rng(5)
-    cuts = rng.integers(2, 13, len(fresh_items))
-    windows = np.stack([left_pad(s[:c], SMALL.seq_len) for s, c in zip(fresh_items, cuts, strict=True)])
-    acts = np.stack([left_pad(a[:c], SMALL.seq_len) for a, c in zip(fresh_actions, cuts, strict=True)])
+    cuts = rng.integers(2, 13, len(fresh_items)).tolist()
+    scores = predict_last(
+        result.model,
+        windows(fresh_items, cuts, SMALL.seq_len),
+        windows(fresh_actions, cuts, SMALL.seq_len),
+    )
     targets = np.asarray([s[c] for s, c in zip(fresh_items, cuts, strict=True)])
     seen = [s[:c] for s, c in zip(fresh_items, cuts, strict=True)]
-    ranks = ranks_of_targets(predict_last(result.model, windows, acts), targets, seen)
+    ranks = ranks_of_targets(scores, targets, seen)
     assert (ranks == 0).mean() > 0.9  # a bag-of-items model is right at most half the time
     # the fit kept its best epoch and wrote a curve with the figures early stopping reads
     best = result.curve[result.best_epoch - 1]
@@ -109,9 +117,9 @@ def test_onnx_scores_match_torch_at_other_batch_sizes(tmp_path: Path) -> None:
     items, actions = cycle_world(users=7, length=12, seed=4)
     lengths = [12, 1, 5, 10, 3, 12, 7]  # short histories are left-padded
     batch = {
-        "items": torch.from_numpy(np.stack([left_pad(s[:n], 10) for s, n in zip(items, lengths, strict=True)])),
-        "actions": torch.from_numpy(np.stack([left_pad(a[:n], 10) for a, n in zip(actions, lengths, strict=True)])),
-    }  # fmt: skip
+        "items": torch.from_numpy(windows(items, lengths, 10)),
+        "actions": torch.from_numpy(windows(actions, lengths, 10)),
+    }
     path = export_onnx(
         head,
         {k: v[:2] for k, v in batch.items()},
