@@ -40,7 +40,9 @@ def test_train_writes_a_loadable_sasrec_with_its_validation_curve(
     events_file: Path, tmp_path: Path
 ) -> None:
     settings = Settings(**TINY)
-    report = train(events_file, tmp_path, settings, TrainingConfig.from_settings(settings, True))
+    report = train(
+        events_file, tmp_path, settings, TrainingConfig.from_settings(settings, quick=True)
+    )
     entry = report["sasrec"]
     assert entry["trained"] and entry["epochs_run"] == 2
     assert [p["epoch"] for p in entry["curve"]] == [1.0, 2.0]
@@ -63,7 +65,9 @@ def test_switched_off_no_sasrec_is_written_and_a_stale_one_is_removed(
     (tmp_path / SASREC_ONNX).write_bytes(b"stale")
     (tmp_path / SASREC_META).write_text("{}")
     settings = Settings(**TINY, train_sasrec_enabled=False)
-    report = train(events_file, tmp_path, settings, TrainingConfig.from_settings(settings, True))
+    report = train(
+        events_file, tmp_path, settings, TrainingConfig.from_settings(settings, quick=True)
+    )
     assert report["sasrec"] == {"trained": False, "why": "train_sasrec_enabled is off"}
     assert not (tmp_path / SASREC_ONNX).exists() and not (tmp_path / SASREC_META).exists()
     assert "sasrec" not in json.loads((tmp_path / "manifest.json").read_text())["files"]
