@@ -600,6 +600,58 @@ class Settings(BaseSettings):
         "must be at least this.",
     )
 
+    # --- SASRec (models/sasrec.py, streamrec/training/sasrec.py; owner: sasrec helper) ---
+    # The sequence baseline `streamrec evaluate` compares against (and the sequence-aware
+    # teacher's starting point): trained once by `streamrec train` into the artifacts.
+    train_sasrec_enabled: bool = Field(
+        True,
+        description="`streamrec train` also trains SASRec (sasrec.onnx, sasrec.json); off, "
+        "`streamrec evaluate` reports its SASRec baseline as not trained.",
+    )
+    train_sasrec_seq_len: int = Field(
+        50, ge=2, description="SASRec attends over this many of the user's last events."
+    )
+    train_sasrec_dim: int = Field(64, ge=4, description="SASRec's embedding and hidden width.")
+    train_sasrec_blocks: int = Field(2, ge=1, description="SASRec's self-attention blocks.")
+    train_sasrec_heads: int = Field(
+        1, ge=1, description="Attention heads per block (must divide train_sasrec_dim)."
+    )
+    train_sasrec_dropout: float = Field(0.2, ge=0, lt=1, description="SASRec's dropout rate.")
+    train_sasrec_lr: float = Field(1e-3, gt=0, description="SASRec's Adam learning rate.")
+    train_sasrec_batch: int = Field(
+        128, ge=1, description="Training windows (of train_sasrec_seq_len events) per step."
+    )
+    train_sasrec_max_epochs: int = Field(
+        15,
+        ge=1,
+        description="Most epochs of SASRec (one epoch: every training event once as a target, "
+        "full-softmax cross-entropy over the catalog); about 2 min each on MovieLens-1M here.",
+    )
+    train_sasrec_patience: int = Field(
+        3,
+        ge=1,
+        description="Stop after this many epochs without a better validation NDCG@10 (the "
+        "training file's held-out tail, train_holdout_frac); the best epoch is kept.",
+    )
+    train_sasrec_valid_events: int = Field(
+        4000, ge=10, description="Held-out events sampled for SASRec's validation curve."
+    )
+    train_sasrec_max_minutes: float = Field(
+        0.0,
+        ge=0,
+        description="When > 0, SASRec starts no new epoch after this many minutes (its best "
+        "epoch so far is kept): a bound for busy machines, at the cost of a run that depends "
+        "on the machine's speed. 0: epochs and patience alone decide.",
+    )
+    train_sasrec_threads: int = Field(
+        1,
+        ge=1,
+        description="Torch compute threads while SASRec trains (the rest of the run uses 1).",
+    )
+    train_sasrec_quick_epochs: int = Field(
+        2, ge=1, description="`--quick`: SASRec's epochs (a tiny model: 16 wide, 1 block)."
+    )
+
     # --- Candidate index (index/; owner: index engineer) -----------------------------
     # Device and threads are the engine's (`engine_device`, `engine_threads`); these shape
     # the FAISS index itself. Defaults: `streamrec index bench` at 1M x 64, 1 CPU thread.

@@ -42,7 +42,9 @@ def evaluate(
     ] = None,
     baselines: Annotated[
         list[str] | None,
-        typer.Option(help="Baselines: popular, recent, itemknn, static (default all), or none."),
+        typer.Option(
+            help="Baselines: popular, recent, itemknn, static, sasrec (default all), or none."
+        ),
     ] = None,
     k: Annotated[
         list[int] | None, typer.Option("--k", help="List cut-offs (repeat); default 10 and 20.")

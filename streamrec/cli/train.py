@@ -49,10 +49,11 @@ def train(
         typer.Option("--seed", help="Seed of the whole run (default: STREAMREC_TRAIN_SEED)."),
     ] = None,
 ) -> None:
-    """Train item embeddings, the index, a teacher and a distilled student reranker.
+    """Train item embeddings, the index, a teacher, a distilled student reranker and SASRec.
 
     Writes ARTIFACTS/{item_vectors.npz, index/, reranker.onnx, reranker.int8.onnx,
-    teacher.onnx, popular.msgpack, covis.npz, report.json, manifest.json} and prints the
+    teacher.onnx, popular.msgpack, covis.npz, sasrec.onnx, sasrec.json, report.json,
+    manifest.json} (SASRec unless STREAMREC_TRAIN_SASREC_ENABLED=false) and prints the
     report. Exits non-zero when the gate is missed: the student must keep >= 97 % of the
     teacher's NDCG@10, be >= 5x faster at p99 for 200 candidates, and both must beat
     retrieval order.

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from streamrec.evaluation.prequential import Batch, History
 
-NAMES = ("popular", "recent", "itemknn", "static")
+NAMES = ("popular", "recent", "itemknn", "static", "sasrec")  # sasrec: evaluation/sasrec.py
 
 
 def ranked(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.ndarray:

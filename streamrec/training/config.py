@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from streamrec.config import Settings
 from streamrec.models.distill import FitConfig
 from streamrec.models.embeddings import EmbeddingConfig
+from streamrec.models.sasrec import SasrecConfig
 from streamrec.models.student import StudentConfig
 from streamrec.models.teacher import TeacherConfig
 
@@ -32,6 +33,8 @@ class TrainingConfig:
     latency_runs: int
     gate_quality: float
     gate_speedup: float
+    sasrec: SasrecConfig | None  # None: train_sasrec_enabled is off
+    sasrec_threads: int
 
     @classmethod
     def from_settings(
@@ -70,4 +73,35 @@ class TrainingConfig:
             else settings.train_latency_runs,
             gate_quality=settings.train_gate_quality,
             gate_speedup=settings.train_gate_speedup,
+            sasrec=_sasrec(settings, quick, seed) if settings.train_sasrec_enabled else None,
+            sasrec_threads=settings.train_sasrec_threads,
         )
+
+
+def _sasrec(settings: Settings, quick: bool, seed: int) -> SasrecConfig:
+    """SASRec's sizes; ``quick``: a tiny one (16 wide, 1 block, 20 events) for a few epochs."""
+    full = SasrecConfig(
+        seq_len=settings.train_sasrec_seq_len,
+        dim=settings.train_sasrec_dim,
+        blocks=settings.train_sasrec_blocks,
+        heads=settings.train_sasrec_heads,
+        dropout=settings.train_sasrec_dropout,
+        lr=settings.train_sasrec_lr,
+        batch=settings.train_sasrec_batch,
+        max_epochs=settings.train_sasrec_max_epochs,
+        patience=settings.train_sasrec_patience,
+        valid_events=settings.train_sasrec_valid_events,
+        max_seconds=60.0 * settings.train_sasrec_max_minutes,
+        seed=seed,
+    )
+    if not quick:
+        return full
+    return replace(
+        full,
+        seq_len=min(20, full.seq_len),
+        dim=16,
+        blocks=1,
+        heads=1,
+        max_epochs=settings.train_sasrec_quick_epochs,
+        valid_events=min(1000, full.valid_events),
+    )

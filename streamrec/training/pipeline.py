@@ -9,7 +9,10 @@
 4. teacher on hard labels; student distilled from it; both keep their best validation epoch;
 5. export the student (fp32 + int8) and the teacher to ONNX, each parity-checked;
 6. offline quality on the held-out groups (the students through the real run-time
-   :class:`Scorer`), latency at 200 candidates, the gate → ``report.json``, ``manifest.json``.
+   :class:`Scorer`), latency at 200 candidates, the gate;
+7. SASRec (unless ``train_sasrec_enabled`` is off) on the whole file, validated on its
+   held-out tail → ``sasrec.onnx``, ``sasrec.json`` (the evaluation's sequence baseline);
+   then ``report.json``, ``manifest.json``.
 
 Seeded end to end: one compute thread, deterministic torch ops, seeded samplers.
 """
@@ -49,6 +52,7 @@ from streamrec.models.export import (
 from streamrec.models.metadata import ModelMetadata
 from streamrec.models.metrics import ndcg_hr_at_k, retrieval_order_scores
 from streamrec.models.ranking_data import RankingGroups
+from streamrec.models.sasrec_scorer import SASREC_META, SASREC_ONNX
 from streamrec.models.scorer import Scorer
 from streamrec.models.student import Student
 from streamrec.models.teacher import Teacher
@@ -62,6 +66,7 @@ from streamrec.training.config import LATENCY_CANDIDATES, TrainingConfig
 from streamrec.training.examples import GroupRequest, replay_and_log
 from streamrec.training.latency import time_calls
 from streamrec.training.report import gate_checks
+from streamrec.training.sasrec import train_sasrec
 from streamrec.training.stream import TrainingStream
 
 ITEM_VECTORS = "item_vectors.npz"
@@ -190,6 +195,9 @@ def _train(
     checks = gate_checks(
         quality, latency, min_quality=config.gate_quality, min_speedup=config.gate_speedup
     )
+    t0 = time.perf_counter()
+    sasrec = _sasrec(stream, out_dir, config, progress)
+    clock["sasrec_s"] = time.perf_counter() - t0
     clock["total_s"] = time.perf_counter() - started
     report = {
         "model_version": model_version,
@@ -217,6 +225,7 @@ def _train(
             "passed": all(c.passed for c in checks),
             "checks": [asdict(c) for c in checks],
         },
+        "sasrec": sasrec,
         "seconds": {k: round(v, 2) for k, v in clock.items()},
         "config": _jsonable(asdict(config)),
     }
@@ -237,6 +246,7 @@ def _train(
             "popular": POPULAR_FILE,
             "covis": COVIS_FILE,
             "report": REPORT,
+            **({"sasrec": SASREC_ONNX, "sasrec_meta": SASREC_META} if sasrec["trained"] else {}),
         },
         "engine": _jsonable(
             {f.name: getattr(engine_config, f.name) for f in fields(engine_config)}
@@ -244,6 +254,24 @@ def _train(
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _sasrec(
+    stream: TrainingStream, out_dir: Path, config: TrainingConfig, progress: Progress | None
+) -> dict[str, Any]:
+    """Train SASRec on its own torch threads (the report's entry), or say it is off; a
+    previous run's SASRec files are removed then, so `evaluate` never loads a stale one."""
+    if config.sasrec is None:
+        for name in (SASREC_ONNX, SASREC_META):
+            (out_dir / name).unlink(missing_ok=True)
+        return {"trained": False, "why": "train_sasrec_enabled is off"}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.sasrec_threads)
+    try:
+        advance = tracker(progress, "training SASRec (epochs)", config.sasrec.max_epochs)
+        return train_sasrec(stream.events, stream.split, out_dir, config.sasrec, advance)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _log_groups(
