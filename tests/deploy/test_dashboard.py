@@ -33,7 +33,8 @@ def exported() -> dict[str, set[str]]:
     metrics = Metrics()
     metrics.watch_lag(lambda: {("events", 0): 0})
     live = LiveMetrics(metrics.registry, LiveConfig((10, 20)))
-    for wrapper in [*vars(metrics).values(), *vars(live).values()]:  # give labelled metrics one child to expose
+    # give labelled metrics one child to expose
+    for wrapper in [*vars(metrics).values(), *vars(live).values()]:
         if isinstance(wrapper, MetricWrapperBase) and wrapper._labelnames:
             wrapper.labels(*("x" for _ in wrapper._labelnames))
     series: dict[str, set[str]] = {}

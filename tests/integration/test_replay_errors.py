@@ -25,7 +25,7 @@ def error_line(output: str) -> str:
 
 
 def topic_exists(settings: Settings, topic: str) -> bool:
-    with admin_client(settings.bootstrap_servers) as admin:
+    with admin_client(settings.kafka_connection) as admin:
         return topic in describe_topics(admin, [topic])
 
 
@@ -66,7 +66,7 @@ def test_create_topic_makes_the_missing_topic_and_replays_into_it(
         code, output = cli(kafka_settings, *replay, "--create-topic")
         assert code == 0 and "created topic" not in output
     finally:
-        with admin_client(kafka_settings.bootstrap_servers) as admin:
+        with admin_client(kafka_settings.kafka_connection) as admin:
             delete_topics(admin, [topic])
 
 
