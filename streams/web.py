@@ -4,26 +4,38 @@
   answered by the worker that owns the user's partition (``table_route`` forwards the
   request there); a cold or unknown user gets recently-popular items.
 - ``POST /events`` — validate one event (msgpack body, or JSON for convenience) and produce
-  it to ``events``: 400 with the reason when invalid, 413 when oversize, 202 once the
-  broker has it.
+  it to ``events``: 400 with the reason when invalid (a JSON integer beyond 64 bits, a
+  ``ts`` outside the accepted window included), 413 when oversize, 202 once the broker
+  has it.
 - ``GET /healthz`` — the process is alive; ``GET /readyz`` — tables recovered, engine
-  (index + model) loaded and the catalog caught up; 503 with what is missing otherwise.
+  (index + model) loaded, the catalog caught up, the broker reachable and the consumer lag
+  under its threshold; 503 with what is missing otherwise.
 - ``GET /metrics`` — Prometheus text format.
+- ``GET /openapi.json`` — an OpenAPI 3.1 description of every route served.
 
-With ``worker_auth_token`` set, every view but the two probes needs
-``Authorization: Bearer <token>``; a forwarded request carries the caller's header along.
+One aiohttp middleware guards every route, Faust's own included (:func:`guard`): with
+``worker_auth_token`` set, every route but the two probes needs
+``Authorization: Bearer <token>`` (a forwarded request carries the caller's header
+along); /metrics needs ``worker_metrics_token`` when that is set and is open otherwise.
+Every request gets at most ``worker_http_timeout_s`` (then 503), and at most
+``worker_http_max_concurrency`` are handled at once (the probes aside; others wait up to
+``worker_http_queue_s`` for a slot, then 503), so HTTP cannot starve the stream, which
+shares the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from streamrec.streams.openapi import openapi_document
 from streamrec.streams.runtime import Runtime
 from streamrec.streams.wire import InvalidRecord, Reason, decode_event, pack
 
@@ -35,18 +47,7 @@ def register(rt: Runtime) -> None:
     """Attach the views to ``rt.app``."""
     app = rt.app
     settings = rt.settings
-    token = settings.worker_auth_token
-
-    def denied(view: View, request: Request) -> Response | None:
-        """401 unless auth is off or the request carries the bearer token."""
-        if token is None:
-            return None
-        given = request.headers.get("Authorization", "")
-        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return None
-        return view.error(
-            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
+    app.web.web_app.middlewares.append(guard(rt))
 
     def counted(name: str) -> Callable[[Callable[..., Awaitable[Response]]], Any]:
         def wrap(handler: Callable[..., Awaitable[Response]]) -> Any:
@@ -75,7 +76,7 @@ def register(rt: Runtime) -> None:
     class MetricsView(View):
         @counted("metrics")
         async def get(self, request: Request) -> Response:
-            return denied(self, request) or self.bytes(
+            return self.bytes(
                 rt.metrics.exposition(), content_type=CONTENT_TYPE_LATEST.split(";")[0]
             )
 
@@ -83,7 +84,11 @@ def register(rt: Runtime) -> None:
     class Recommendations(View):
         @counted("recommendations")
         async def get(self, request: Request, user_id: str) -> Response:
-            return denied(self, request) or await self.owner_answers(request, user_id=user_id)
+            try:
+                user_id.encode()
+            except UnicodeEncodeError:  # a percent-encoded byte that is not UTF-8
+                return self.error(400, "user_id must be UTF-8")
+            return await self.owner_answers(request, user_id=user_id)
 
         @app.table_route(table=rt.recs, match_info="user_id")
         async def owner_answers(self, request: Request, user_id: str) -> Response:
@@ -122,8 +127,6 @@ def register(rt: Runtime) -> None:
     class Events(View):
         @counted("events")
         async def post(self, request: Request) -> Response:
-            if (refused := denied(self, request)) is not None:
-                return refused
             limit = settings.max_event_bytes
             length = int(request.headers.get("Content-Length") or 0)
             if length > limit:
@@ -134,13 +137,17 @@ def register(rt: Runtime) -> None:
             if content_type == "application/json":
                 try:
                     body = pack(json.loads(body))
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:  # RecursionError: deep nesting
                     return self.json(
                         {"reason": Reason.NOT_A_MAP.value, "error": f"invalid JSON: {exc}"},
                         status=400,
                     )
+                except OverflowError:  # msgpack holds integers of 64 bits at most
+                    error = "a JSON integer is out of range (64 bits at most)"
+                    return self.json({"reason": Reason.BAD_VALUE.value, "error": error}, status=400)
             try:
                 event = decode_event(body, limit)
+                rt.ts_window.check(event.ts, rt.now_ms())
             except InvalidRecord as err:
                 status = 413 if err.reason is Reason.OVERSIZE else 400
                 return self.json({"reason": err.reason.value, "error": err.detail}, status=status)
@@ -150,6 +157,65 @@ def register(rt: Runtime) -> None:
                 {"event_id": event.event_id, "partition": meta.partition, "offset": meta.offset},
                 status=202,
             )
+
+    @app.page("/openapi.json")
+    class OpenAPI(View):
+        @counted("openapi")
+        async def get(self, request: Request) -> Response:
+            return self.json(openapi_document(app.web.web_app.router.routes(), MAX_K))
+
+
+#: Routes answered without a token and outside the concurrency bound: the probes.
+PROBES = frozenset({"/healthz", "/readyz"})
+
+
+def guard(rt: Runtime) -> Callable[..., Awaitable[aioweb.StreamResponse]]:
+    """The middleware every request passes: bearer token, concurrency bound, timeout."""
+    s = rt.settings
+    token, metrics_token = s.worker_auth_token, s.worker_metrics_token
+    slots = asyncio.Semaphore(s.worker_http_max_concurrency)
+
+    def refuse(reason: str, status: int, error: str, **headers: str) -> aioweb.Response:
+        rt.metrics.http_refused.labels(reason).inc()
+        return aioweb.json_response({"error": error}, status=status, headers=headers)
+
+    @aioweb.middleware
+    async def middleware(
+        request: aioweb.Request, handler: Callable[..., Awaitable[aioweb.StreamResponse]]
+    ) -> aioweb.StreamResponse:
+        path = request.path
+        needed = metrics_token if path == "/metrics" else None if path in PROBES else token
+        if needed is not None and not _bearer_is(request, needed, token):
+            return refuse(
+                "unauthorized",
+                401,
+                "missing or wrong bearer token",
+                **{"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            async with asyncio.timeout(s.worker_http_timeout_s):
+                if path in PROBES:
+                    return await handler(request)
+                try:
+                    await asyncio.wait_for(slots.acquire(), s.worker_http_queue_s)
+                except TimeoutError:
+                    return refuse(
+                        "busy", 503, "too many requests in flight", **{"Retry-After": "1"}
+                    )
+                try:
+                    return await handler(request)
+                finally:
+                    slots.release()
+        except TimeoutError:
+            return refuse("timeout", 503, f"no answer within {s.worker_http_timeout_s:g}s")
+
+    return middleware
+
+
+def _bearer_is(request: aioweb.Request, *tokens: str | None) -> bool:
+    """Whether the request's bearer token is one of ``tokens`` (constant-time compare)."""
+    given = request.headers.get("Authorization", "").encode()
+    return any(hmac.compare_digest(given, f"Bearer {t}".encode()) for t in tokens if t is not None)
 
 
 def _trimmed(rec: dict[str, Any], k: int, exclude: set[str]) -> dict[str, Any]:
