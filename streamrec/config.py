@@ -348,6 +348,19 @@ class Settings(BaseSettings):
         "once per this many seconds, with how many were held back (a broker outage writes one "
         "line per failure kind per interval, not thousands a second).",
     )
+    worker_rocksdb_write_buffer_mb: int = Field(
+        8,
+        ge=1,
+        description="RocksDB memtable size (MB) of each table partition's store; each keeps at "
+        "most 2 (Faust's default is 3 x 64 MB per partition: ~1.5 GB for 2 tables x 4 "
+        "partitions). Memory bound per worker: see README 'Memory'.",
+    )
+    worker_rocksdb_cache_mb: int = Field(
+        16,
+        ge=1,
+        description="RocksDB block cache (MB) of each table partition's store (Faust's default: "
+        "2 GB each).",
+    )
     worker_shutdown_timeout_s: float = Field(
         20.0,
         gt=0,

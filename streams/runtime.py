@@ -85,6 +85,23 @@ def hold_back(batch: Sequence[EventT]) -> None:
         event.message.acked = True
 
 
+def rocksdb_options(settings: Settings) -> dict[str, int]:
+    """Memory limits of each RocksDB store (one per table partition held, standbys too).
+
+    Faust's defaults — 3 memtables of 64 MB and a 2 GB block cache per partition — let a
+    worker's resident memory grow towards gigabytes as its tables fill; with these, a
+    worker holding P table partitions uses at most P x (2 x write buffer + cache) for
+    RocksDB.
+    """
+    mb = 1024 * 1024
+    return {
+        "write_buffer_size": settings.worker_rocksdb_write_buffer_mb * mb,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.worker_rocksdb_cache_mb * mb,
+        "block_cache_compressed_size": settings.worker_rocksdb_cache_mb * mb,
+    }
+
+
 class RepeatFilter(logging.Filter):
     """Lets one warning or error of a kind through per ``interval_s``, with a count.
 
@@ -191,9 +208,16 @@ class Runtime:
         table is made: ``bytes`` keys give raw. Values use msgpack, in the store and on the
         changelog topic alike.
         """
+        s = self.settings
         table = cast(
             faust.Table,
-            self.app.Table(name, key_type=bytes, partitions=self.settings.partitions, help=help),
+            self.app.Table(
+                name,
+                key_type=bytes,
+                partitions=s.partitions,
+                help=help,
+                options=rocksdb_options(s) if s.worker_store.startswith("rocksdb") else None,
+            ),
         )
         table.value_serializer = MSGPACK
         # app.Table() already built the changelog topic with the serializer faust derived
