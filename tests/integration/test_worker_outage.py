@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port_pair
 from worker_support import Topics, Worker, produce_events, read_topic
 
 from streamrec.config import Settings
@@ -32,8 +31,8 @@ LINE = re.compile(r"^\[[^]]+\] \[\d+\] \[(WARNING|ERROR|CRITICAL)\] (.*)$")
 
 
 @pytest.fixture
-def own_broker() -> Iterator[LocalKafka]:
-    broker = LocalKafka(Settings().model_copy(update={"kafka_port": free_port_pair()}))
+def own_broker(free_kafka_port: int) -> Iterator[LocalKafka]:
+    broker = LocalKafka(Settings().model_copy(update={"kafka_port": free_kafka_port}))
     broker.start()
     try:
         yield broker

@@ -16,6 +16,7 @@ import requests
 from worker_support import Topics, produce, produce_events, read_topic
 
 from streamrec.streams.dlq import decode_dlq_record
+from streamrec.streams.topics import admin_client, delete_topics, ensure_topics
 from streamrec.streams.wire import Event, encode_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,6 +37,14 @@ def good_events(n: int, prefix: str, users: int = 20) -> list[Event]:
     ]
 
 
+def ready_worker(make_topic, new_worker, artifacts, **env: str):
+    """(topics, worker) of a ready worker on two-partition topics of its own."""
+    topics = Topics.make(make_topic, partitions=2)
+    worker = new_worker(topics, artifacts[1], partitions=2, **env)
+    worker.start().wait_ready()
+    return topics, worker
+
+
 def answered(bootstrap: str, topic: str, ids: set[str], timeout: float = 120) -> set[str]:
     recs = read_topic(
         bootstrap, topic, lambda v: ids <= {r["event_id"] for r in v}, timeout=timeout
@@ -46,10 +55,7 @@ def answered(bootstrap: str, topic: str, ids: set[str], timeout: float = 120) ->
 def test_a_near_limit_event_then_good_events_all_answered_and_it_in_the_dlq(
     kafka_bootstrap, make_topic, new_worker, artifacts
 ):
-    _, art = artifacts
-    topics = Topics.make(make_topic, partitions=2)
-    worker = new_worker(topics, art, partitions=2)
-    worker.start().wait_ready()
+    topics, worker = ready_worker(make_topic, new_worker, artifacts)
     before = [Event(f"pre-{i}", "u1", str(1 + i), "click", now_ms()) for i in range(5)]
     near = Event("near", "u1", "1", "click", now_ms(), surface="x" * 1_048_300)
     value = encode_event(near)
@@ -67,13 +73,42 @@ def test_a_near_limit_event_then_good_events_all_answered_and_it_in_the_dlq(
     assert worker.alive() and worker.get("/readyz").status_code == 200
 
 
+def test_a_dlq_record_the_broker_refuses_stops_the_worker_without_committing(
+    kafka_bootstrap, make_topic, new_worker, artifacts
+):
+    """The DLQ topic takes 4000-byte messages at most; a worker keeping 16 KiB of a rejected
+    record cannot dead-letter a 10 kB one: after its retries it exits with an error and
+    commits nothing of that batch. Restarted keeping 1 KiB, it gets the same records again
+    (none was lost), dead-letters the bad one and answers all the others."""
+    _, art = artifacts
+    topics = Topics.make(make_topic, partitions=1)
+    topics.dlq = f"w-small-dlq-{topics.events[-10:]}"
+    with admin_client(kafka_bootstrap) as admin:
+        ensure_topics(admin, [topics.dlq], 1, configs={"max.message.bytes": "4000"})
+    good = good_events(40, "good")
+    produce_events(kafka_bootstrap, topics.events, good[:20])
+    produce(kafka_bootstrap, topics.events, [(b"u1", b"\xc1" * 10_000)])
+    produce_events(kafka_bootstrap, topics.events, good[20:])
+    worker = new_worker(topics, art, partitions=1, worker_dlq_send_attempts="2")
+    worker.start()
+    assert worker.proc.wait(timeout=180) == 1, worker.log()[-3000:]
+    assert "could not be finished" in worker.log()
+
+    worker.extra_env["STREAMREC_WORKER_DLQ_MAX_KEPT_BYTES"] = "1024"
+    worker.start().wait_ready()
+    ids = {e.event_id for e in good}
+    assert answered(kafka_bootstrap, topics.recommendations, ids) == ids
+    [dead] = read_topic(kafka_bootstrap, topics.dlq, lambda v: len(v) >= 1, decode_dlq_record)
+    assert dead["reason"] == "oversize" and dead["value_size"] == 10_000
+    assert (dead["offset"], len(dead["value"])) == (20, 1024)
+    with admin_client(kafka_bootstrap) as admin:
+        delete_topics(admin, [topics.dlq])
+
+
 def test_bad_timestamps_go_to_the_dlq_and_leave_the_popular_list_alone(
     kafka_bootstrap, make_topic, new_worker, artifacts
 ):
-    _, art = artifacts
-    topics = Topics.make(make_topic, partitions=2)
-    worker = new_worker(topics, art, partitions=2)
-    worker.start().wait_ready()
+    topics, worker = ready_worker(make_topic, new_worker, artifacts)
     warm = good_events(100, "warm")
     produce_events(kafka_bootstrap, topics.events, warm)
     ids = {e.event_id for e in warm}
@@ -112,16 +147,14 @@ def concrete(path: str) -> str:
 
 
 def test_every_route_refuses_a_request_without_the_token(make_topic, new_worker, artifacts):
-    _, art = artifacts
-    worker = new_worker(
-        Topics.make(make_topic, partitions=2),
-        art,
-        partitions=2,
+    _, worker = ready_worker(
+        make_topic,
+        new_worker,
+        artifacts,
         worker_auth_token=TOKEN,
         worker_metrics_token=SCRAPE,
         worker_faust_views="true",  # Faust's /router and /table: guarded like the rest
     )
-    worker.start().wait_ready()
     assert requests.get(f"{worker.url}/openapi.json", timeout=10).status_code == 401
     document = requests.get(f"{worker.url}/openapi.json", headers=AUTH, timeout=10).json()
     routes = [(p, m) for p, ops in document["paths"].items() for m in ops]
@@ -146,11 +179,7 @@ def test_every_route_refuses_a_request_without_the_token(make_topic, new_worker,
 def test_fuzzing_the_openapi_description_gives_no_server_error(
     make_topic, new_worker, artifacts, tmp_path
 ):
-    _, art = artifacts
-    worker = new_worker(
-        Topics.make(make_topic, partitions=2), art, partitions=2, worker_auth_token=TOKEN
-    )
-    worker.start().wait_ready()
+    _, worker = ready_worker(make_topic, new_worker, artifacts, worker_auth_token=TOKEN)
     run = [sys.executable, "-c", "import sys; from schemathesis.cli import schemathesis as s; s()"]
     result = subprocess.run(
         [
