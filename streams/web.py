@@ -17,10 +17,11 @@ One aiohttp middleware guards every route, Faust's own included (:func:`guard`):
 ``worker_auth_token`` set, every route but the two probes needs
 ``Authorization: Bearer <token>`` (a forwarded request carries the caller's header
 along); /metrics needs ``worker_metrics_token`` when that is set and is open otherwise.
-Every request gets at most ``worker_http_timeout_s`` (then 503), and at most
-``worker_http_max_concurrency`` are handled at once (the probes aside; others wait up to
-``worker_http_queue_s`` for a slot, then 503), so HTTP cannot starve the stream, which
-shares the event loop.
+Every request gets at most ``worker_http_timeout_s`` (then 503). HTTP shares the event
+loop and the GIL with the stream, and unbounded GET load starved it (551 -> 25 events/s
+under 32 clients), so the probes aside at most ``worker_http_max_rps`` requests/s are
+admitted (a token bucket; a request waits up to ``worker_http_queue_s`` for its turn,
+else 503) and at most ``worker_http_max_concurrency`` run at once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -174,6 +176,7 @@ def guard(rt: Runtime) -> Callable[..., Awaitable[aioweb.StreamResponse]]:
     s = rt.settings
     token, metrics_token = s.worker_auth_token, s.worker_metrics_token
     slots = asyncio.Semaphore(s.worker_http_max_concurrency)
+    pace = RateLimit(s.worker_http_max_rps) if s.worker_http_max_rps > 0 else None
 
     def refuse(reason: str, status: int, error: str, **headers: str) -> aioweb.Response:
         rt.metrics.http_refused.labels(reason).inc()
@@ -196,6 +199,12 @@ def guard(rt: Runtime) -> Callable[..., Awaitable[aioweb.StreamResponse]]:
             async with asyncio.timeout(s.worker_http_timeout_s):
                 if path in PROBES:
                     return await handler(request)
+                if pace is not None and (wait := pace.take(s.worker_http_queue_s)) is None:
+                    return refuse(
+                        "busy", 503, "request rate over the limit", **{"Retry-After": "1"}
+                    )
+                elif wait:
+                    await asyncio.sleep(wait)
                 try:
                     await asyncio.wait_for(slots.acquire(), s.worker_http_queue_s)
                 except TimeoutError:
@@ -210,6 +219,29 @@ def guard(rt: Runtime) -> Callable[..., Awaitable[aioweb.StreamResponse]]:
             return refuse("timeout", 503, f"no answer within {s.worker_http_timeout_s:g}s")
 
     return middleware
+
+
+class RateLimit:
+    """A token bucket: ``rate`` requests/s on average, bursts of a tenth of a second's."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate / 10)
+        self._tokens = self.burst
+        self._clock = clock
+        self._last = clock()
+
+    def take(self, max_wait: float) -> float | None:
+        """Reserve a turn: the seconds to wait for it, or None (nothing reserved) when that
+        would be longer than ``max_wait``."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        wait = max(0.0, (1.0 - self._tokens) / self.rate)
+        if wait > max_wait:
+            return None
+        self._tokens -= 1.0
+        return wait
 
 
 def _bearer_is(request: aioweb.Request, *tokens: str | None) -> bool:
