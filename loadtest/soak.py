@@ -92,7 +92,11 @@ class Producer(threading.Thread):
         rng = random.Random(15)
         users, items = self.args.users, self.items
         while self.sent < self.args.events:
-            if self.sent - processed(self.url) >= self.args.backlog:
+            try:
+                ahead = self.sent - processed(self.url)
+            except requests.RequestException:  # the worker has stopped: the run is over
+                return
+            if ahead >= self.args.backlog:
                 time.sleep(0.2)
                 continue
             for _ in range(min(2000, self.args.events - self.sent)):
