@@ -353,8 +353,8 @@ class Settings(BaseSettings):
     worker_auth_token: str | None = Field(
         None,
         json_schema_extra={"secret": True},
-        description="When set, every HTTP endpoint except /healthz and /readyz needs "
-        "`Authorization: Bearer <token>`.",
+        description="When set, every HTTP endpoint except /healthz and /readyz (and /metrics, "
+        "see `STREAMREC_WORKER_METRICS_TOKEN`) needs `Authorization: Bearer <token>`.",
     )
     worker_data_dir: Path = Field(
         Path("out/worker"),
@@ -415,6 +415,114 @@ class Settings(BaseSettings):
         min_length=1,
         description="Cut-offs k of the live HR@k counters (the largest is also the depth of "
         "the live rank histogram and MRR).",
+    )
+
+    # --- Robustness (worker: DLQ, validation, HTTP surface, health, outages) ----------
+    worker_dlq_max_kept_bytes: int = Field(
+        16_384,
+        ge=1024,
+        le=512_000,
+        description="Most bytes of a rejected record's value kept in its DLQ record; a longer "
+        "value is cut there and the record says `value_truncated`, its `value_size` and the "
+        "`value_sha256` of the whole value (topic/partition/offset find the original). Keeps "
+        "every DLQ record well under the producer's and the topic's 1 MB message limits.",
+    )
+    worker_dlq_send_attempts: int = Field(
+        3,
+        ge=1,
+        description="Tries to get a micro-batch's DLQ records acknowledged by the broker; when "
+        "they all fail the worker stops with an error and does not commit that batch.",
+    )
+    worker_ts_min_ms: int = Field(
+        631_152_000_000,
+        ge=0,
+        description="Oldest accepted event `ts` (ms; default 1990-01-01, before MovieLens-100k): "
+        "older events, e.g. a ts in seconds, go to the DLQ as `ts_out_of_range`.",
+    )
+    worker_ts_max_future_s: float = Field(
+        300.0,
+        ge=0,
+        description="How far (s) an event's `ts` may lie ahead of the worker's clock; later ones, "
+        "e.g. a ts in microseconds, go to the DLQ (and POST /events answers 400) as "
+        "`ts_out_of_range`.",
+    )
+    worker_metrics_token: str | None = Field(
+        None,
+        json_schema_extra={"secret": True},
+        description="Bearer token GET /metrics asks for (a scrape token apart from "
+        "`STREAMREC_WORKER_AUTH_TOKEN`). Unset: /metrics is open without a token, so a "
+        "Prometheus scraper needs no secret; set it to close /metrics.",
+    )
+    worker_faust_views: bool = Field(
+        False,
+        description="Serve Faust's own /router and /table views (debugging; /table returns "
+        "stored user state). Off by default; when on they need the auth token like every view.",
+    )
+    worker_http_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest time (s) the worker spends on one HTTP request; after it the answer "
+        "is 503 (POST /events: the event may still be delivered, and a retry is deduplicated by "
+        "its event_id).",
+    )
+    worker_http_max_concurrency: int = Field(
+        32,
+        ge=1,
+        description="HTTP requests handled at once (the probes aside); more wait up to "
+        "`STREAMREC_WORKER_HTTP_QUEUE_S` for a slot, then get 503, so HTTP cannot starve the "
+        "stream sharing the event loop.",
+    )
+    worker_http_queue_s: float = Field(
+        0.5,
+        ge=0,
+        description="How long an HTTP request may wait for a free handling slot or its turn "
+        "under `STREAMREC_WORKER_HTTP_MAX_RPS`; longer waits get 503 at once.",
+    )
+    worker_http_max_rps: float = Field(
+        200.0,
+        ge=0,
+        description="Most HTTP requests per second one worker handles (the probes aside); "
+        "more are delayed, then refused with 503. HTTP shares the event loop (and the GIL) "
+        "with the stream: 32 GET clients unlimited took the stream from 551 to 25 events/s. "
+        "0: no limit. Scale reads out with more workers.",
+    )
+    worker_ready_max_lag: int = Field(
+        50_000,
+        ge=1,
+        description="GET /readyz answers 503 while this worker's unprocessed events (its "
+        "partitions' consumer lag, summed) exceed this.",
+    )
+    worker_broker_probe_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often (s) the worker asks the broker for its partitions' end offsets; "
+        "an answer missing for this long marks /readyz unready (`broker_reachable`).",
+    )
+    worker_log_interval_s: float = Field(
+        10.0,
+        gt=0,
+        description="Repeated warnings and errors of one kind (logger and message) are logged "
+        "once per this many seconds, with how many were held back (a broker outage writes one "
+        "line per failure kind per interval, not thousands a second).",
+    )
+    worker_rocksdb_write_buffer_mb: int = Field(
+        8,
+        ge=1,
+        description="RocksDB memtable size (MB) of each table partition's store; each keeps at "
+        "most 2 (Faust's default is 3 x 64 MB per partition: ~1.5 GB for 2 tables x 4 "
+        "partitions). Memory bound per worker: see README 'Memory'.",
+    )
+    worker_rocksdb_cache_mb: int = Field(
+        16,
+        ge=1,
+        description="RocksDB block cache (MB) of each table partition's store (Faust's default: "
+        "2 GB each).",
+    )
+    worker_shutdown_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="After SIGTERM/SIGINT the worker exits within this many seconds even when "
+        "the broker is unreachable (uncommitted events are redelivered to whoever takes over).",
     )
 
     # --- Data (streamrec.data; owner: data engineer) -----------------------------------

@@ -61,6 +61,13 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "web_bind": s.worker_web_bind,
         "web_host": s.worker_web_host,
         "web_port": s.worker_web_port,
+        # Faust's own views: /router and /table (stored user state) only when asked for,
+        # graph and stats never; whatever is served needs the token (streams/web.py).
+        "web_router_enabled": s.worker_faust_views,
+        "web_tables_enabled": s.worker_faust_views,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
         "canonical_url": f"http://{s.worker_web_host}:{s.worker_web_port}",
         "autodiscover": False,
     }
@@ -85,6 +92,10 @@ class StreamrecApp(faust.App):
     async def on_first_start(self) -> None:
         await super().on_first_start()
         await asyncio.get_running_loop().run_in_executor(None, create_changelog_topics, self)
+
+    async def on_stop(self) -> None:
+        runtime_of(self).on_stopping()  # bounds the stop: it may wait for a lost broker
+        await super().on_stop()
 
 
 def create_changelog_topics(app: faust.App) -> None:

@@ -94,6 +94,12 @@ class Metrics:
         self.http_requests = Counter(
             "streamrec_http_requests", "HTTP requests served.", ["view", "status"], registry=r
         )
+        self.http_refused = Counter(
+            "streamrec_http_refused",
+            "HTTP requests refused before their view: unauthorized, busy (no free slot), timeout.",
+            ["reason"],
+            registry=r,
+        )
 
     def watch_lag(self, lag: Callable[[], Mapping[tuple[str, int], int]]) -> None:
         """Report consumer lag from ``lag()`` at every scrape."""

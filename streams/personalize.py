@@ -2,10 +2,10 @@
 
 Per micro-batch (``stream.take_events(max_batch, within=window)``):
 
-1. decode and validate every record; a bad one goes to the DLQ with its reason, original
-   bytes and topic/partition/offset — never a crash, never a silent drop (a batch that
-   fails later, e.g. on a bug, goes there too, reason ``processing_failed``: Faust acks
-   a batch's offsets even when the agent raises, so re-raising would lose it);
+1. decode and validate every record (wire format, key = user_id, ``ts`` inside the
+   accepted window); a bad one goes to the DLQ with its reason, its bytes (cut to a bounded
+   size) and topic/partition/offset — never a crash, never a silent drop (a batch that
+   fails later, e.g. on a bug, goes there too, reason ``processing_failed``);
 2. read the batch's users' states from table ``user_state`` (each in its own partition);
 3. ``engine.process`` on the compute thread — per A/B variant, each user's events through
    their variant's engine (streams/variants.py): state updates (an already-applied event id
@@ -30,6 +30,14 @@ client before them, and the commit's client flush waits for those. A crash redel
 the uncommitted tail: its events get their recommendation again (a duplicate message is
 possible, a missing one is not), while the stored applied ids keep them from being
 applied twice.
+
+Nothing is committed that was not processed: Faust's ``take_events`` acks a batch's events
+even when the agent raises, so Faust's restart of a crashed agent used to commit past
+events it never answered. Here a batch that cannot be finished — its DLQ records refused
+by the broker after ``worker_dlq_send_attempts`` tries, an unexpected error, a
+cancellation at shutdown — is *held back* (:func:`~streamrec.streams.runtime.hold_back`):
+its offsets never become committable, and on an error the worker stops loudly (exit
+status 1) so its partitions are redelivered from the first unfinished event.
 """
 
 from __future__ import annotations
@@ -39,13 +47,13 @@ import logging
 import time
 from collections.abc import Sequence
 
-from faust.types import EventT, StreamT
+from faust.types import EventT, Message, StreamT
 
 from streamrec.streams.core.engine import PERSONALIZED, POPULAR
 from streamrec.streams.core.state import UserState
 from streamrec.streams.dlq import KEY_MISMATCH, PROCESSING_FAILED
 from streamrec.streams.live import LiveConfig, LiveMetrics, Served, applied_flags, score_batch
-from streamrec.streams.runtime import Runtime, in_partition_of
+from streamrec.streams.runtime import Runtime, hold_back, in_partition_of
 from streamrec.streams.variants import Experiment, VariantEngines
 from streamrec.streams.wire import Event, InvalidRecord, Recommendation, decode_event, pack
 
@@ -68,17 +76,38 @@ def register(rt: Runtime) -> None:
         window_s = s.worker_batch_window_ms / 1000
         # take_events (not take): each event's message says where its user's state lives.
         async for batch in stream.take_events(s.worker_max_batch, window_s):  # type: ignore[attr-defined]
-            with rt.metrics.stage("decode"):
-                valid = await _validate(rt, batch)
-            if not valid:
-                continue
             try:
-                await _personalize(rt, engine, live, valid)
-            except Exception as exc:  # a bug or a broken store must not drop the batch
-                log.exception("micro-batch of %d events failed; sending it to the DLQ", len(valid))
-                detail = f"{type(exc).__name__}: {exc}"
-                for raw, _ in valid:
-                    await rt.dead_letters.reject(raw.message, PROCESSING_FAILED, detail)
+                await _handle(rt, engine, live, batch)
+            except BaseException as exc:
+                hold_back(batch)
+                if not isinstance(exc, asyncio.CancelledError):
+                    log.critical(
+                        "stopping: a micro-batch of %d events could not be finished (%s: %s); "
+                        "its offsets are not committed, so its events are redelivered",
+                        len(batch),
+                        type(exc).__name__,
+                        exc,
+                    )
+                    await rt.app.crash(exc)
+                raise
+
+
+async def _handle(
+    rt: Runtime, engine: VariantEngines, live: LiveMetrics, batch: Sequence[EventT]
+) -> None:
+    """One micro-batch: validate, personalize the valid events, dead-letter the rest; returns
+    once every output (recommendations, DLQ records) is on the broker."""
+    with rt.metrics.stage("decode"):
+        valid, rejects = _validate(rt, batch)
+    if valid:
+        try:
+            await _personalize(rt, engine, live, valid)
+        except Exception as exc:  # a bug or a broken store must not drop the batch
+            log.exception("micro-batch of %d events failed; sending it to the DLQ", len(valid))
+            detail = f"{type(exc).__name__}: {exc}"
+            rejects += [(raw.message, PROCESSING_FAILED, detail) for raw, _ in valid]
+    if rejects:
+        await rt.dead_letters.deliver(rejects)
 
 
 async def _personalize(
@@ -109,25 +138,31 @@ async def _personalize(
     rt.metrics.events_processed.inc(len(events))
 
 
-async def _validate(rt: Runtime, batch: Sequence[EventT]) -> list[tuple[EventT, Event]]:
-    """Decode each record; DLQ the bad ones. Returns (raw event, decoded event) in order."""
+def _validate(
+    rt: Runtime, batch: Sequence[EventT]
+) -> tuple[list[tuple[EventT, Event]], list[tuple[Message, str, str]]]:
+    """Decode and check each record: (raw event, decoded event) of the valid ones in order,
+    and (message, reason, detail) of the bad ones, for the DLQ."""
     rt.metrics.events_in.inc(len(batch))
     rt.metrics.batch_size.observe(len(batch))
     valid = []
+    rejects = []
+    now_ms = rt.now_ms()
     for raw in batch:
         msg = raw.message
         rt.positions[msg.tp] = msg.offset + 1
         try:
             event = decode_event(msg.value or b"", rt.settings.max_event_bytes)
+            rt.ts_window.check(event.ts, now_ms)
         except InvalidRecord as err:
-            await rt.dead_letters.reject(msg, err.reason.value, err.detail)
+            rejects.append((msg, err.reason.value, err.detail))
             continue
         if msg.key != event.user_id.encode():  # a keyless event too: its partition is random
             detail = f"message key {msg.key!r} is not the event's user_id {event.user_id!r}"
-            await rt.dead_letters.reject(msg, KEY_MISMATCH, detail)
+            rejects.append((msg, KEY_MISMATCH, detail))
             continue
         valid.append((raw, event))
-    return valid
+    return valid, rejects
 
 
 def _read_states(rt: Runtime, owner: dict[str, EventT]) -> dict[str, UserState]:

@@ -2,8 +2,9 @@
 
 Decoding never raises anything but :class:`InvalidRecord`, whose ``reason`` says exactly
 what is wrong (not msgpack, truncated, missing field, wrong type, unknown action,
-oversize), so every caller — the Faust agent, ``replay``, ``POST /events`` — can route a
-bad record to the dead-letter topic or a reject file with the same words.
+oversize; :class:`TsWindow` adds a ``ts`` outside the accepted window), so every caller —
+the Faust agent, ``replay``, ``POST /events`` — can route a bad record to the dead-letter
+topic or a reject file with the same words.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Reason(enum.StrEnum):
     UNKNOWN_ACTION = "unknown_action"
     BAD_VALUE = "bad_value"
     OVERSIZE = "oversize"
+    TS_OUT_OF_RANGE = "ts_out_of_range"
 
 
 class InvalidRecord(ValueError):
@@ -192,6 +194,30 @@ def event_from_map(obj: Any) -> Event:
     return Event(
         obj["event_id"], obj["user_id"], obj["item_id"], obj["action"], ts, surface, weight
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TsWindow:
+    """The event times a worker accepts: from ``min_ms`` up to ``max_future_ms`` past its
+    clock. One event far in the future (a ts in microseconds, 2^64 − 1) would otherwise move
+    the event-time clock of the decayed statistics and reset them for every user; one far in
+    the past (a ts in seconds) is a unit mistake."""
+
+    min_ms: int = 631_152_000_000  # 1990-01-01
+    max_future_ms: int = 300_000
+
+    def check(self, ts: int, now_ms: int) -> None:
+        """Raise :class:`InvalidRecord` (``ts_out_of_range``) unless ``ts`` is accepted."""
+        if ts < self.min_ms:
+            raise InvalidRecord(
+                Reason.TS_OUT_OF_RANGE, f"field 'ts' ({ts} ms) is before {self.min_ms} ms"
+            )
+        if ts > now_ms + self.max_future_ms:
+            raise InvalidRecord(
+                Reason.TS_OUT_OF_RANGE,
+                f"field 'ts' ({ts} ms) is more than {self.max_future_ms} ms after now "
+                f"({now_ms} ms); milliseconds since the epoch expected",
+            )
 
 
 def decode_event(data: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:

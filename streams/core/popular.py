@@ -50,6 +50,11 @@ class Popular:
         """Count one action on ``item_id`` at event time ``ts`` (ms)."""
         if self.now < 0:
             self._anchor = ts
+        else:
+            # One event moves the clock at most 32 half-lives on (a ts in µs or 2^64-1 would
+            # zero every count at once, or overflow): counts shrink by 2^-32 at worst and keep
+            # their order. Validation keeps such events out; this is the backstop.
+            ts = min(ts, self.now + int(_RESCALE_HALF_LIVES * self.half_life_ms))
         if ts > self.now:
             self.now = ts
             if (self.now - self._anchor) > _RESCALE_HALF_LIVES * self.half_life_ms:

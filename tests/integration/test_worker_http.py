@@ -14,6 +14,7 @@ from streamrec.streams.wire import Event, encode_event
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "s3cret-token"
+NOW = int(time.time() * 1000)
 
 
 def test_http_api_with_auth(make_topic, new_worker, artifacts):
@@ -25,16 +26,17 @@ def test_http_api_with_auth(make_topic, new_worker, artifacts):
 
     assert requests.get(f"{url}/healthz").status_code == 200
     assert requests.get(f"{url}/readyz").json()["ready"] is True
-    assert requests.get(f"{url}/metrics").status_code == 401
+    # No scrape token set: /metrics is open (STREAMREC_WORKER_METRICS_TOKEN closes it).
+    assert "streamrec_events_in_total" in requests.get(f"{url}/metrics").text
+    assert requests.get(f"{url}/recommendations/1").status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert requests.get(f"{url}/recommendations/1", headers=wrong).status_code == 401
-    assert "streamrec_events_in_total" in requests.get(f"{url}/metrics", headers=auth).text
 
-    event = {"event_id": "http-1", "user_id": "7", "item_id": "50", "action": "save", "ts": 1}
+    event = {"event_id": "http-1", "user_id": "7", "item_id": "50", "action": "save", "ts": NOW}
     assert requests.post(f"{url}/events", json=event).status_code == 401
     accepted = requests.post(f"{url}/events", json=event, headers=auth)
     assert accepted.status_code == 202 and accepted.json()["event_id"] == "http-1"
-    packed = encode_event(Event("http-2", "7", "100", "click", 2))
+    packed = encode_event(Event("http-2", "7", "100", "click", NOW + 1))
     headers = {**auth, "Content-Type": "application/msgpack"}
     assert requests.post(f"{url}/events", data=packed, headers=headers).status_code == 202
 

@@ -9,6 +9,7 @@ changelogs, crashes, HTTP) is covered by tests/integration/test_worker_*.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.loader import rule_of
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.state import UserState
-from streamrec.streams.dlq import decode_dlq_record
+from streamrec.streams.dlq import DeadLetterFailed, decode_dlq_record
 from streamrec.streams.wire import Event, decode_recommendation, encode_event
 
 
@@ -39,8 +40,8 @@ class Sink:
         acked.set_result(None)
         return acked
 
-    async def send(self, *, key: bytes, value: bytes) -> None:
-        self.sent.append((key, value))
+    async def send(self, *, key: bytes, value: bytes) -> asyncio.Future[None]:
+        return self.send_soon(key=key, value=value)
 
 
 def small_engine(settings: Settings) -> Engine:
@@ -93,8 +94,12 @@ def agent_run(tmp_path: Path):
     return run
 
 
+#: An event time inside the worker's accepted window (2023-11-14).
+TS = 1_700_000_000_000
+
+
 def event(n: int, user: str = "u1", item: str | None = None) -> tuple[bytes, bytes]:
-    e = Event(f"e{n}", user, item or f"i{n}", "click", 1_000 + n)
+    e = Event(f"e{n}", user, item or f"i{n}", "click", TS + n)
     return user.encode(), encode_event(e)
 
 
@@ -180,3 +185,69 @@ def test_events_are_acked_only_once_their_recommendations_are_acknowledged(tmp_p
                 await asyncio.sleep(0.01)
 
     asyncio.run(asyncio.wait_for(push(), timeout=30))
+
+
+def test_a_near_limit_record_is_cut_in_the_dlq_and_the_events_after_it_are_answered(agent_run):
+    huge = b"\xc1" * 1_048_400  # one byte under what made the DLQ record too big to send
+    recs, dead, rt = agent_run([event(1), (b"u1", huge), event(2), event(3, "u2")])
+    assert [r["event_id"] for r in recs] == ["e1", "e2", "e3"]
+    [cut] = dead
+    kept = rt.settings.worker_dlq_max_kept_bytes
+    assert cut["reason"] == "oversize" and cut["value"] == huge[:kept]
+    assert cut["value_truncated"] and cut["value_size"] == len(huge)
+    assert cut["value_sha256"] == hashlib.sha256(huge).hexdigest()
+    assert (cut["topic"], cut["offset"]) == (rt.settings.topic_events, 1)
+
+
+def test_timestamps_outside_the_window_go_to_the_dlq_and_leave_popularity_alone(agent_run):
+    far = [
+        (b"u1", encode_event(Event("future", "u1", "i5", "click", 2**64 - 1))),
+        (b"u1", encode_event(Event("micros", "u1", "i6", "click", TS * 1000))),
+        (b"u1", encode_event(Event("seconds", "u1", "i7", "click", TS // 1000))),
+    ]
+    engine = small_engine(Settings())
+    recs, dead, _ = agent_run([event(1), *far, event(2)], engine=engine)
+    assert [r["event_id"] for r in recs] == ["e1", "e2"]
+    assert [d["reason"] for d in dead] == ["ts_out_of_range"] * 3
+    assert engine.popular.now == TS + 2
+    assert engine.popular.top()[0] == ["i2", "i1"]  # the newer first, neither reset
+
+
+class RefusingSink(Sink):
+    """A DLQ topic whose broker refuses every record."""
+
+    async def send(self, *, key: bytes, value: bytes) -> asyncio.Future[None]:
+        refused = asyncio.get_running_loop().create_future()
+        refused.set_exception(RuntimeError("broker refused the record"))
+        return refused
+
+
+def test_a_batch_whose_dlq_records_are_refused_is_held_back_and_stops_the_app(tmp_path):
+    """Faust's take_events acks a batch's events even when the agent raises, and acked
+    offsets get committed; held back first, Faust's ack skips them. (Under test_context
+    messages never reach a consumer; the restart side is in tests/integration.)"""
+    settings = unit_settings(tmp_path).model_copy(update={"worker_dlq_send_attempts": 2})
+    app = create_app(settings, load_engine=lambda: small_engine(settings))
+    rt = runtime_of(app)
+    rt.recommendations = Sink()  # type: ignore[assignment]
+    rt.dead_letters.topic = RefusingSink()  # type: ignore[assignment]
+    events: list = []
+    held_at_crash: list[bool] = []
+    crash = app.crash
+
+    async def observed_crash(reason: BaseException) -> None:
+        held_at_crash.extend(e.message.acked for e in events)
+        await crash(reason)
+
+    app.crash = observed_crash  # type: ignore[method-assign]
+
+    async def push() -> None:
+        async with app.agents["personalize"].test_context() as agent:
+            events.extend([await agent.put(v, key=k) for k, v in (event(1), (b"u1", b"\xc1"))])
+            while not app._crashed.is_set():
+                await asyncio.sleep(0.01)
+
+    asyncio.run(asyncio.wait_for(push(), timeout=30))
+    assert isinstance(app.crash_reason, DeadLetterFailed)
+    assert "after 2 attempts" in str(app.crash_reason)
+    assert held_at_crash == [True, True]

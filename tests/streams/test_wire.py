@@ -14,6 +14,7 @@ from streamrec.streams.wire import (
     InvalidRecord,
     Reason,
     Recommendation,
+    TsWindow,
     decode_event,
     decode_recommendation,
     encode_event,
@@ -123,6 +124,31 @@ def test_oversize_is_checked_before_decoding() -> None:
     assert reason_of(big)[0] is Reason.OVERSIZE
     assert decode_event(big, max_bytes=len(big)).surface == "s" * 5000
     assert reason_of(b"\xc1" * 100, max_bytes=64)[0] is Reason.OVERSIZE
+
+
+NOW_MS = 1_700_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("ts", "why"),
+    [
+        (2**64 - 1, "after now"),
+        (NOW_MS * 1000, "after now"),  # microseconds
+        (NOW_MS + 300_001, "after now"),
+        (NOW_MS // 1000, "before"),  # seconds
+        (0, "before"),
+    ],
+)
+def test_a_ts_outside_the_window_is_out_of_range(ts: int, why: str) -> None:
+    with pytest.raises(InvalidRecord) as caught:
+        TsWindow().check(ts, NOW_MS)
+    assert caught.value.reason is Reason.TS_OUT_OF_RANGE and why in caught.value.detail
+
+
+def test_the_window_holds_movielens_100k_and_a_few_minutes_of_clock_skew() -> None:
+    window = TsWindow()
+    for ts in (874_724_710_000, NOW_MS, NOW_MS + 300_000):  # 1997-09-20 (MovieLens-100k)
+        window.check(ts, NOW_MS)
 
 
 def test_the_reason_value_is_what_a_dlq_record_carries() -> None:

@@ -75,3 +75,13 @@ def test_from_events_holds_what_the_engine_counts_and_survives_a_file(tmp_path) 
     assert loaded.counts(["a", "b"]).tolist() == pytest.approx([3.25, 1.0])
     loaded.add("b", 4 * HOUR_MS, 0.0)  # two hours later, with the new half-life of 2 h
     assert loaded.counts(["a", "b"]).tolist() == pytest.approx([3.25 / 2, 0.5])
+
+
+def test_one_far_future_event_cannot_zero_the_counts_or_overflow() -> None:
+    popular = Popular(half_life_s=3600.0, top_n=10)
+    for item in ["a", "a", "b"]:
+        popular.add(item, 0)
+    popular.add("x", 2**64 - 1)  # moves the clock 32 half-lives at most
+    ids, counts = popular.top()
+    assert ids == ["x", "a", "b"] and (counts > 0).all()
+    assert counts[1] / counts[2] == pytest.approx(2.0)
