@@ -568,9 +568,11 @@ class Settings(BaseSettings):
     eval_max_batch: int = Field(
         256,
         ge=1,
-        description="Most events per replay micro-batch of `streamrec evaluate`; a batch is also "
-        "cut where a user repeats, so every event is scored against recommendations emitted "
-        "strictly before it (test-then-train).",
+        description="Most events per replay micro-batch of `streamrec evaluate` (consecutive "
+        "events; a user may act several times in one). Every event is scored against the "
+        "list its user had before it (test-then-train); within a batch each list sees its "
+        "user's own earlier events and the shared statistics as of the batch start, so no list "
+        "sees a later event whatever the batch size.",
     )
     eval_cold_threshold: int = Field(
         5,
@@ -586,6 +588,11 @@ class Settings(BaseSettings):
         86400.0,
         gt=0,
         description="Half-life (s of event time) of the `recently popular` baseline's counts.",
+    )
+    eval_window_popular_events: int = Field(
+        5000,
+        ge=1,
+        description="`windowed` baseline: most popular over the last this many events (all users).",
     )
     eval_knn_window: int = Field(
         20,

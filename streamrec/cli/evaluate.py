@@ -37,13 +37,15 @@ def evaluate(
         typer.Option(
             help="Engine variants RULE:RERANKER (rule decayed|multi; reranker student|int8|"
             "teacher|covis|none), comma-separated or repeated; `all` is the whole matrix. "
-            "Default: decayed:student (serving), decayed:none, decayed:covis.",
+            "Default: decayed:student, decayed:none, decayed:covis; what `streamrec worker` "
+            "serves with these settings and artifacts is always added and named `served`.",
         ),
     ] = None,
     baselines: Annotated[
         list[str] | None,
         typer.Option(
-            help="Baselines: popular, recent, itemknn, static, sasrec (default all), or none."
+            help="Baselines: popular, recent, windowed, itemknn, static, sasrec (comma-separated "
+            "or repeated; default all), or none."
         ),
     ] = None,
     k: Annotated[
@@ -73,10 +75,10 @@ def evaluate(
     """
     from streamrec.evaluation.baselines import NAMES
     from streamrec.evaluation.plots import write_plots
-    from streamrec.evaluation.report import summarize, write_report
+    from streamrec.evaluation.report import served_line, summarize, write_report
     from streamrec.evaluation.run import EvalOptions, parse_baselines
     from streamrec.evaluation.run import evaluate as run_evaluation
-    from streamrec.evaluation.variants import DEFAULT_VARIANTS, parse_variants
+    from streamrec.evaluation.variants import DEFAULT_VARIANTS, parse_variants, served_variant
 
     settings = settings_of(ctx)
     for path in (test_file, warmup, drift):
@@ -93,6 +95,7 @@ def evaluate(
             variants=tuple(parse_variants(variants or list(DEFAULT_VARIANTS))),
             baselines=parse_baselines(baselines) if baselines else NAMES,
             drift_world=drift,
+            served=served_variant(settings, artifacts),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -129,15 +132,14 @@ def evaluate(
     )
     plots = write_plots(result, summary, report, settings.eval_window_events)
     json_path, md_path = write_report(summary, report, plots)
+    console.print(served_line(summary), highlight=False)
     for name, why in result.skipped.items():
         console.print(f"[yellow]skipped[/] {name}: {why}", highlight=False)
     goal = summary["goal"]
-    if "ratio" in goal:
-        r = goal["ratio"]
+    if "best_variant" in goal:
+        best = summary["systems"][goal["best_variant"]]["metrics"][goal["metric"]]
         console.print(
-            f"{goal['metric']}: best variant {goal['best_variant']} / best baseline "
-            f"{goal['best_baseline']} = {r['value']:.3f} [{r['low']:.3f}, {r['high']:.3f}] "
-            f"→ goal {'met' if goal['met'] else 'not met'}",
+            f"best variant {goal['best_variant']}: {goal['metric']} {best['value']:.4f}",
             highlight=False,
         )
     console.print(f"recommendations hash {summary['digest']}", highlight=False)

@@ -2,6 +2,8 @@
 
 * ``popular``: most popular so far (all-time interaction counts).
 * ``recent``: recently popular (counts decayed with a half-life of event time).
+* ``windowed``: most popular over a sliding window of the last ``eval_window_popular_events``
+  events (on time-based splits this is known to beat vanilla sequence models).
 * ``itemknn``: co-occurrence item-kNN; pairs (new item, each of the user's last few items)
   are counted as events arrive, and a user's query is their last few items, scored by
   cosine-normalised co-occurrence; items that co-occur with none are ranked by popularity.
@@ -23,7 +25,8 @@ import scipy.sparse as sp
 
 from streamrec.evaluation.prequential import Batch, History
 
-NAMES = ("popular", "recent", "itemknn", "static", "sasrec")  # sasrec: evaluation/sasrec.py
+#: The baselines of the default report (sasrec: evaluation/sasrec.py).
+NAMES = ("popular", "recent", "windowed", "itemknn", "static", "sasrec")
 
 
 def ranked(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
@@ -142,6 +145,32 @@ class RecentlyPopular(Popularity):
             self.ref_ts += int(shift * self.half_life_ms)
             exponent = (batch.ts - self.ref_ts) / self.half_life_ms
         self.scores += np.bincount(batch.items, np.exp2(exponent), minlength=self.n_items)
+
+
+class WindowedPopular(Popularity):
+    """Most popular over the last ``window`` events (all users): counts in, counts out."""
+
+    name = "windowed"
+
+    def __init__(self, history: History, n_items: int, k: int, window: int) -> None:
+        super().__init__(history, n_items, k)
+        self.window = window
+        self.log: list[np.ndarray] = []  # the batches' items still (partly) in the window
+        self.held = 0  # events in self.log
+
+    def add(self, batch: Batch) -> None:
+        self.scores += np.bincount(batch.items, minlength=self.n_items)
+        self.log.append(batch.items)
+        self.held += len(batch)
+        while self.held > self.window:
+            oldest = self.log[0]
+            out = min(len(oldest), self.held - self.window)
+            self.scores -= np.bincount(oldest[:out], minlength=self.n_items)
+            self.held -= out
+            if out == len(oldest):
+                self.log.pop(0)
+            else:
+                self.log[0] = oldest[out:]
 
 
 class ItemKNN(Popularity):

@@ -37,8 +37,10 @@ class PairedBootstrap:
     def __init__(
         self, users: np.ndarray, *, samples: int, seed: int, confidence: float = 0.95
     ) -> None:
-        """``users[i]`` is the user (0..n-1) of scored event ``i``."""
-        self.users = np.asarray(users, dtype=np.int64)
+        """``users[i]`` is the user (any integer id) of scored event ``i``; a resample draws
+        as many users as have scored events, from those users only."""
+        _, dense = np.unique(np.asarray(users, dtype=np.int64), return_inverse=True)
+        self.users = dense.astype(np.int64).reshape(-1)
         self.n_users = int(self.users.max()) + 1 if len(self.users) else 0
         self.confidence = confidence
         rng = np.random.default_rng(seed)

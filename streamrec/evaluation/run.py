@@ -54,6 +54,13 @@ class EvalOptions:
     variants: tuple[Variant, ...] = ()
     baselines: tuple[str, ...] = bl.NAMES
     drift_world: Path | None = None
+    #: What ``streamrec worker`` serves (:func:`served_variant`): replayed first, named in
+    #: the report, and the system the goal compares with the best baseline.
+    served: Variant | None = None
+
+    def __post_init__(self) -> None:
+        if self.served is not None and self.served not in self.variants:
+            object.__setattr__(self, "variants", (self.served, *self.variants))
 
 
 @dataclass
@@ -80,7 +87,7 @@ class Evaluation:
 
 
 @dataclass
-class _Inputs:
+class Inputs:
     """The streams and catalog, indexed the same way in every process (deterministic)."""
 
     test: Stream
@@ -91,7 +98,7 @@ class _Inputs:
     catalog_size: int
 
 
-def _load(test_path: Path, warmup_path: Path | None, artifacts: Path) -> _Inputs:
+def load_inputs(test_path: Path, warmup_path: Path | None, artifacts: Path) -> Inputs:
     vectors_path = artifacts / ITEM_VECTORS
     if not vectors_path.is_file():
         raise FileNotFoundError(f"{vectors_path}: missing (run `streamrec train` first)")
@@ -103,7 +110,7 @@ def _load(test_path: Path, warmup_path: Path | None, artifacts: Path) -> _Inputs
         raise ValueError(f"{test_path}: no events to evaluate")
     vectors = np.zeros((len(items), catalog_vectors.shape[1]), dtype=np.float32)
     vectors[: len(catalog_ids)] = catalog_vectors
-    return _Inputs(test, warmup, users, items, vectors, len(catalog_ids))
+    return Inputs(test, warmup, users, items, vectors, len(catalog_ids))
 
 
 @dataclass
@@ -131,7 +138,7 @@ class _Loaded:
     seconds: float
 
     @classmethod
-    def of(cls, inputs: _Inputs, seconds: float) -> _Loaded:
+    def of(cls, inputs: Inputs, seconds: float) -> _Loaded:
         warmup_events = len(inputs.warmup) if inputs.warmup is not None else 0
         return cls(
             inputs.test, inputs.users, inputs.items, inputs.catalog_size, warmup_events, seconds
@@ -139,15 +146,60 @@ class _Loaded:
 
 
 def _replay_group(
-    inputs: _Inputs,
+    inputs: Inputs,
     artifacts: Path,
     settings: Settings,
     options: EvalOptions,
     advance: Callable[[int], None] | None,
 ) -> _GroupResult:
     """Build this group's systems and replay the streams through them."""
-    test, warmup, users, items = inputs.test, inputs.warmup, inputs.users, inputs.items
     history = History()
+    k = max(options.ks)
+    built = build_systems(inputs, artifacts, settings, options, history)
+    users, items = inputs.users, inputs.items
+    truth = DriftTruth.load(options.drift_world, items) if options.drift_world else None
+    track_set = tracked_users(truth, users) if truth else set()
+    result = replay(
+        built.systems,
+        inputs.test,
+        warmup=inputs.warmup,
+        history=history,
+        users=users,
+        items=items,
+        max_batch=settings.eval_max_batch,
+        max_k=k,
+        track=track_set.__contains__ if track_set else None,
+        advance=advance,
+    )
+    return _GroupResult(
+        result.outcomes,
+        result.history_length,
+        result.batches,
+        built.kinds,
+        built.skipped,
+        built.engine_info,
+    )
+
+
+@dataclass
+class Systems:
+    """One group's replay systems, what each is, and the variants that could not run."""
+
+    systems: list[System]
+    kinds: dict[str, str]  # name -> "baseline" | "engine"
+    skipped: dict[str, str]  # variant name -> why it did not run
+    engine_info: dict[str, dict[str, str]]
+
+
+def build_systems(
+    inputs: Inputs,
+    artifacts: Path,
+    settings: Settings,
+    options: EvalOptions,
+    history: History,
+) -> Systems:
+    """The baselines and engine variants of ``options``, reading ``history``."""
+    users, items = inputs.users, inputs.items
     k = max(options.ks)
     systems: list[System] = []
     kinds: dict[str, str] = {}
@@ -182,28 +234,12 @@ def _replay_group(
             systems.append(system_or_why)
             kinds[name] = "engine"
             engine_info[name] = info
-    truth = DriftTruth.load(options.drift_world, items) if options.drift_world else None
-    track_set = tracked_users(truth, users) if truth else set()
-    result = replay(
-        systems,
-        test,
-        warmup=warmup,
-        history=history,
-        users=users,
-        items=items,
-        max_batch=settings.eval_max_batch,
-        max_k=k,
-        track=track_set.__contains__ if track_set else None,
-        advance=advance,
-    )
-    return _GroupResult(
-        result.outcomes, result.history_length, result.batches, kinds, skipped, engine_info
-    )
+    return Systems(systems, kinds, skipped, engine_info)
 
 
 def _engine_systems(
     variants: list[Variant],
-    inputs: _Inputs,
+    inputs: Inputs,
     artifacts: Path,
     settings: Settings,
     k: int,
@@ -281,7 +317,7 @@ def _worker(
     ``hand_back`` returns what the report needs of the inputs too."""
     test_path, warmup_path, artifacts = paths
     started = time.perf_counter()
-    inputs = _load(test_path, warmup_path, artifacts)
+    inputs = load_inputs(test_path, warmup_path, artifacts)
     loaded = _Loaded.of(inputs, time.perf_counter() - started)
     queue.put(("total", len(inputs.test) + loaded.warmup_events))
     result = _replay_group(inputs, artifacts, settings, options, lambda n: queue.put(("done", n)))
@@ -332,7 +368,7 @@ def evaluate(
     started = time.perf_counter()
     groups = _groups(options, max(1, jobs))
     if len(groups) <= 1:
-        inputs = _load(test_path, warmup_path, artifacts)
+        inputs = load_inputs(test_path, warmup_path, artifacts)
         loaded = _Loaded.of(inputs, time.perf_counter() - started)
         total = len(inputs.test) + loaded.warmup_events
         advance = progress("replaying", total) if progress else None
@@ -419,6 +455,8 @@ def _baseline(
         return bl.Popularity(history, n_items, k)
     if name == "recent":
         return bl.RecentlyPopular(history, n_items, k, settings.eval_recent_half_life_s)
+    if name == "windowed":
+        return bl.WindowedPopular(history, n_items, k, settings.eval_window_popular_events)
     if name == "itemknn":
         return _knn(history, n_items, k, settings)
     if name == "static":

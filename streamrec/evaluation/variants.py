@@ -93,6 +93,20 @@ ALL_VARIANTS = (
 )
 
 
+def served_variant(settings: Settings, artifacts: Path) -> Variant | None:
+    """The variant whose configuration is what ``streamrec worker`` runs with these settings
+    and artifacts (``load_engine``): the settings' rule, the ``engine_reranker`` file when it
+    is there (``none`` otherwise, which keeps ``engine_covis_weight``'s co-visitation, as the
+    worker does). None when that file is one no variant names. The replay differs from the
+    worker only in the protocol: batch-start statistics, and no popularity seed when it
+    warms up on the training stream."""
+    file = settings.engine_reranker
+    if file and (artifacts / file).is_file():
+        named = [r for r, f in RERANKERS.items() if f == file and r != "teacher"]
+        return Variant(settings.engine_rule, named[0]) if named else None
+    return Variant(settings.engine_rule, "none")
+
+
 def load_variant(
     artifacts: Path, settings: Settings, variant: Variant, *, seed_popular: bool = True
 ) -> Engine:

@@ -26,11 +26,14 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streamrec.streams.wire import Event
+
+if TYPE_CHECKING:
+    from streamrec.streams.core.statistics import StatsDelta
 
 
 class CoVisitation:
@@ -95,6 +98,10 @@ class CoVisitation:
         covis._pairs[:n, :n] = pairs[:n, :n]
         covis._count[:n] = counts[:n]
         return covis
+
+    def commit(self, delta: StatsDelta) -> None:
+        """Count one batch's actions (the engine's one way in, see :mod:`.statistics`)."""
+        self.add(delta.items, delta.previous)
 
     def add(self, items: Sequence[str], previous: Sequence[Sequence[str]]) -> None:
         """Count applied actions: ``items[j]`` by a user whose actions before it were

@@ -6,13 +6,16 @@ code. Per micro-batch (DESIGN.md "The path of one event"):
 
 1. **apply** — events in order; an already-applied event id is skipped (idempotence, see
    ``state.py``); each event moves its user's state (ring, seen items, counters, the update
-   rule's vectors) and the recently-popular counts. When the counts take the batch's events
-   is :attr:`EngineConfig.popular_as_of`: ``batch_end`` (serving default: before retrieval,
-   the freshest counts) or ``batch_start`` (after the batch's candidates and features are
-   built, so no list sees an event of its own batch; always so for ``moment="before"``).
-   Each event takes a snapshot (:class:`~streamrec.streams.core.features.UserContext`) of
-   its user's state right after it (or right before it, for training and prequential
+   rule's vectors) and is staged into the batch's :class:`~.statistics.StatsDelta`. Each
+   event takes a snapshot (:class:`~streamrec.streams.core.features.UserContext`) of its
+   user's state right after it (or right before it, for training and prequential
    evaluation), so two events of one user in one batch get two different recommendations.
+   The shared statistics (recently-popular counts, co-visitation, anything added later)
+   change only when the delta is committed, through :class:`~.statistics.SharedStats`, at
+   ONE point of the batch (:meth:`Engine._reading`): before retrieval for serving's freshest
+   counts (:attr:`EngineConfig.popular_as_of` ``batch_end`` with ``moment="after"``),
+   otherwise after the lists are ranked, so every list reads them as of the batch start
+   and none sees an event after its own (no future, whatever the batch size).
 2. **search** — ONE batched ``index.search`` over every personalized snapshot's queries
    (several per user for the multi-interest rule), with the user's seen items excluded by
    the index's over-fetch; the hits' vectors come back with them when features are needed.
@@ -36,7 +39,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -49,14 +53,13 @@ from streamrec.streams.core.features import FEATURE_NAMES, UserContext, build_fe
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.rules import UpdateRule
 from streamrec.streams.core.state import UserState
+from streamrec.streams.core.statistics import SharedStats, StatsDelta
 from streamrec.streams.wire import Event, Recommendation
 
 PERSONALIZED = "personalized"
 POPULAR = "popular"
 
 Moment = Literal["after", "before"]
-#: A newly applied event and the user's items before it (for co-visitation; else empty).
-Counted = tuple[Event, Sequence[str]]
 
 
 class Index(Protocol):
@@ -206,6 +209,27 @@ class _Snapshot:
     vectors: np.ndarray | None = None  # of ids[:len(vectors)] (the searched part)
 
 
+class _Staged:
+    """The columns of a batch's :class:`StatsDelta`, filled event by event."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.ts: list[int] = []
+        self.weights: list[float] = []
+        self.previous: list[tuple[str, ...]] = []
+
+    def add(self, event: Event, weight: float, previous: Sequence[str]) -> None:
+        self.items.append(event.item_id)
+        self.ts.append(event.ts)
+        self.weights.append(weight)
+        self.previous.append(tuple(previous))
+
+    def delta(self) -> StatsDelta:
+        return StatsDelta(
+            tuple(self.items), tuple(self.ts), tuple(self.weights), tuple(self.previous)
+        )
+
+
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -237,6 +261,10 @@ class Engine:
         self.clock = clock
         self.model_version = model_version or (scorer.model_version if scorer else "retrieval")
         self.last_batch_stats = BatchStats()
+        self.stats = SharedStats([popular] if covis is None else [popular, covis])
+        #: The delta the last batch committed to the shared statistics (publish it to share
+        #: them across workers; see :mod:`.statistics`).
+        self.last_delta = StatsDelta()
 
     # --- the micro-batch ---------------------------------------------------------------
     def process(
@@ -251,12 +279,12 @@ class Engine:
         ``moment="after"`` (serving) recommends from each user's state right after the
         event; ``"before"`` from the state right before it (prequential evaluation: what the
         user was shown when they acted). ``states`` gets a (new or updated) state for every
-        user of the batch.
+        user of the batch. The shared statistics take the batch at one point (module doc).
         """
-        candidate_sets = self._prepare(events, states, moment, self.scorer is not None)
-        started = time.perf_counter()
-        recs = self._rank(candidate_sets)
-        self.last_batch_stats.rerank_s = time.perf_counter() - started
+        snapshots, delta = self._apply(events, states, moment)
+        with self._reading(delta, moment):
+            candidate_sets = self._candidates(snapshots, with_features=self.scorer is not None)
+            recs = self._rank(candidate_sets)
         return recs
 
     def prepare(
@@ -271,23 +299,26 @@ class Engine:
         With ``moment="before"`` this is what training logs: for each event, the candidates
         the engine would have served just before it (label them by what the user did).
         """
-        return self._prepare(events, states, moment, True)
+        snapshots, delta = self._apply(events, states, moment)
+        with self._reading(delta, moment):
+            return self._candidates(snapshots, with_features=True)
 
     def apply(self, events: Sequence[Event], states: MutableMapping[str, UserState]) -> int:
-        """Apply events to the states and popular counts only (warm-up); returns how many
+        """Apply events to the states and shared statistics only (warm-up); returns how many
         were newly applied."""
         table = VectorTable.fetch(self.index, [e.item_id for e in events])
         touched: dict[str, UserState] = {}
-        counted: list[Counted] = []
+        staged = _Staged()
         for event in events:
             state = touched.get(event.user_id) or self._state(states, event.user_id)
             touched[event.user_id] = state
             before = self._apply_one(state, event, table)
             if before is not None:
-                counted.append((event, before))
+                staged.add(event, self.rule.weight(event.action, event.weight), before)
         states.update(touched)  # assignment is what a Faust table persists
-        self._count(counted)
-        return len(counted)
+        delta = staged.delta()
+        self._commit(delta)
+        return len(delta)
 
     def cold_recommendation(self, k: int) -> list[str]:
         """The first ``k`` items a never-seen user gets now: the recently-popular items that
@@ -309,30 +340,32 @@ class Engine:
         self.popular.drop(ids)
 
     # --- stages ------------------------------------------------------------------------
-    def _prepare(
-        self,
-        events: Sequence[Event],
-        states: MutableMapping[str, UserState],
-        moment: Moment,
-        with_features: bool,
-    ) -> list[CandidateSet]:
-        """Apply, search and (when ``with_features``) build features; see the module doc."""
-        stats = BatchStats(events=len(events))
-        self.last_batch_stats = stats
+    @contextmanager
+    def _reading(self, delta: StatsDelta, moment: Moment) -> Iterator[None]:
+        """The block that reads the shared statistics, with the batch's ``delta`` committed
+        before it for serving's freshest counts (``popular_as_of="batch_end"``, ``moment=
+        "after"``), after it otherwise: the one place a batch changes them."""
+        fresh = moment == "after" and self.config.popular_as_of == "batch_end"
+        if fresh:
+            self._commit(delta)
+        yield
+        if not fresh:
+            self._commit(delta)
+
+    def _commit(self, delta: StatsDelta) -> None:
         started = time.perf_counter()
-        counted: list[Counted] = []
-        snapshots = self._apply(events, states, moment, stats, counted)
-        count_first = moment == "after" and self.config.popular_as_of == "batch_end"
-        if count_first:
-            self._count(counted)
-        applied_at = time.perf_counter()
-        stats.apply_s = applied_at - started
+        self.stats.commit(delta)
+        self.last_delta = delta
+        self.last_batch_stats.apply_s += time.perf_counter() - started
+
+    def _candidates(self, snapshots: list[_Snapshot], *, with_features: bool) -> list[CandidateSet]:
+        """Search and (when ``with_features``) build features; see the module doc."""
+        stats = self.last_batch_stats
+        started = time.perf_counter()
         self._retrieve(snapshots, stats, with_features)
         searched_at = time.perf_counter()
-        stats.search_s = searched_at - applied_at
+        stats.search_s = searched_at - started
         out = self._features(snapshots) if with_features else self._bare(snapshots)
-        if not count_first:  # popularity as of the batch start: no event sees its batch
-            self._count(counted)
         stats.features_s = time.perf_counter() - searched_at
         stats.candidates = sum(len(c.ids) for c in out)
         return out
@@ -366,13 +399,6 @@ class Engine:
         window = self.covis.window
         return [item for item, _, _ in state.recent[-window - 1 : -1]]
 
-    def _count(self, counted: Sequence[Counted]) -> None:
-        """Add newly applied events to the recently-popular counts (and co-visitation)."""
-        for event, _ in counted:
-            self.popular.add(event.item_id, event.ts, self.rule.weight(event.action, event.weight))
-        if self.covis is not None and counted:
-            self.covis.add([e.item_id for e, _ in counted], [before for _, before in counted])
-
     def _context(self, state: UserState) -> UserContext:
         return UserContext.of(
             state,
@@ -387,14 +413,15 @@ class Engine:
         events: Sequence[Event],
         states: MutableMapping[str, UserState],
         moment: Moment,
-        stats: BatchStats,
-        counted: list[Counted],
-    ) -> list[_Snapshot]:
-        """Apply each event to its user's state, snapshotting the state at ``moment``;
-        newly applied events are appended to ``counted`` for the popularity counts."""
+    ) -> tuple[list[_Snapshot], StatsDelta]:
+        """Apply each event to its user's state, snapshotting the state at ``moment``, and
+        stage the newly applied events as the batch's statistics delta (not committed)."""
+        stats = self.last_batch_stats = BatchStats(events=len(events))
+        started = time.perf_counter()
         table = VectorTable.fetch(self.index, [e.item_id for e in events])
         touched: dict[str, UserState] = {}
         snapshots = []
+        staged = _Staged()
         for event in events:
             state = touched.get(event.user_id) or self._state(states, event.user_id)
             touched[event.user_id] = state
@@ -402,13 +429,14 @@ class Engine:
             previous = self._apply_one(state, event, table)
             applied = previous is not None
             if previous is not None:
-                counted.append((event, previous))
+                staged.add(event, self.rule.weight(event.action, event.weight), previous)
             context, exclude = before or (self._context(state), state.exclude)
             stats.applied += applied
             stats.duplicates += not applied
             snapshots.append(_Snapshot(event, context, exclude, applied))
         states.update(touched)  # assignment is what a Faust table persists
-        return snapshots
+        stats.apply_s = time.perf_counter() - started
+        return snapshots, staged.delta()
 
     def _retrieve(self, snapshots: list[_Snapshot], stats: BatchStats, with_vectors: bool) -> None:
         """One batched search for the personalized snapshots; popular for the cold ones."""
@@ -551,6 +579,7 @@ class Engine:
 
     def _rank(self, candidate_sets: list[CandidateSet]) -> list[Recommendation]:
         """One reranker call over all personalized candidates; top-k per event."""
+        started = time.perf_counter()
         k = self.config.k
         scored = [c for c in candidate_sets if c.source == PERSONALIZED and c.ids]
         reranked: dict[int, np.ndarray] = {}
@@ -582,6 +611,7 @@ class Engine:
                     source=c.source,
                 )
             )
+        self.last_batch_stats.rerank_s = time.perf_counter() - started
         return recs
 
 

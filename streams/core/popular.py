@@ -21,11 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streamrec.streams.wire import Event, pack, unpack
+
+if TYPE_CHECKING:
+    from streamrec.streams.core.statistics import StatsDelta
 
 _RESCALE_HALF_LIVES = 32.0
 
@@ -64,6 +67,12 @@ class Popular:
             slot = self._new_slot(item_id)
         self._values[slot] += weight * 2.0 ** ((ts - self._anchor) / self.half_life_ms)
         self._top = None
+
+    def commit(self, delta: StatsDelta) -> None:
+        """Count one batch's actions, in event order (the engine's one way in, see
+        :mod:`.statistics`)."""
+        for item_id, ts, weight in zip(delta.items, delta.ts, delta.weights, strict=True):
+            self.add(item_id, ts, weight)
 
     def drop(self, item_ids: Iterable[str]) -> None:
         """Forget items (deleted from the catalog): they are never served from here again."""

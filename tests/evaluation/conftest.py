@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,14 @@ import pytest
 
 from streamrec.index import build_index
 from streamrec.index.vectors import save_vectors
-from streamrec.streams.recorded import write_events
+from streamrec.models.sasrec import SasrecConfig
+from streamrec.streams.recorded import read_events, write_events
 from streamrec.streams.wire import Event
+from streamrec.training.sasrec import train_sasrec
 
 N_ITEMS, DIM, CLUSTERS, USERS = 120, 16, 4, 40
+TINY_SASREC = SasrecConfig(seq_len=12, dim=16, blocks=1, dropout=0.0, lr=1e-2, batch=16,
+                           max_epochs=30, patience=30, valid_events=100)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +53,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "test": root / "test.msgpack",
         "root": root,
     }
+
+
+@pytest.fixture(scope="session")
+def sasrec_artifacts(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The world's artifacts plus a tiny SASRec really trained on its warm-up stream (so
+    every default baseline, SASRec included, can be replayed)."""
+    out = tmp_path_factory.mktemp("with-sasrec") / "artifacts"
+    shutil.copytree(world["artifacts"], out)
+    events = list(read_events(world["warmup"]))
+    train_sasrec(events, int(len(events) * 0.9), out, TINY_SASREC)
+    return out
 
 
 def _export_student(path: Path) -> None:

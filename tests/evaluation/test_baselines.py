@@ -9,6 +9,7 @@ from streamrec.evaluation.baselines import (
     Popularity,
     RecentlyPopular,
     StaticEmbedding,
+    WindowedPopular,
     ranked,
 )
 from streamrec.evaluation.prequential import History, Stream, Vocab
@@ -106,3 +107,15 @@ def test_static_embedding_keeps_the_warm_up_vector_while_the_user_moves() -> Non
     # w has no warm-up vector: most popular so far (i0, i2, i3 once each: ties by index)
     # minus w's own i3
     assert after[1] == [0, 2]
+
+
+def test_windowed_popular_counts_only_the_last_n_events() -> None:
+    history, users, items = _setup()
+    # i0 three times long ago, then i1 twice and i2 once: a window of 3 forgets i0
+    rows = [("a", 0, 1), ("b", 0, 2), ("c", 0, 3), ("a", 1, 4), ("b", 1, 5), ("c", 2, 6)]
+    windowed = WindowedPopular(history, len(items), K, window=3)
+    stream = _stream(rows, users, items)
+    for start, stop in [(0, 2), (2, 5), (5, 6)]:  # uneven batches cut the window mid-batch
+        windowed.process(history.apply(stream, start, stop), np.zeros(stop - start, bool))
+    assert windowed.cold_items().tolist() == [1, 2]
+    assert windowed.scores.tolist() == [0, 2, 1, 0, 0, 0]

@@ -51,3 +51,13 @@ def test_masked_metric_uses_only_the_selected_events() -> None:
 def test_overlap() -> None:
     assert Interval(0.5, 0.4, 0.6).overlaps(Interval(0.7, 0.55, 0.8))
     assert not Interval(0.5, 0.4, 0.6).overlaps(Interval(0.9, 0.8, 1.0))
+
+
+def test_resamples_draw_only_users_with_scored_events() -> None:
+    """Warm-up-only users hold indices too (0..99 here) but no scored event: a resample
+    must draw the 3 test users, so every resample has exactly their 6 events."""
+    users = np.array([97, 97, 50, 50, 99, 99])
+    boot = _boot(users)
+    assert boot.n_users == 3
+    assert (boot.weights.sum(axis=1) == 3).all()
+    assert (boot.weights @ boot.events_per_user == 6).all()

@@ -32,7 +32,8 @@ def _run(world: dict[str, Path], **kw):  # type: ignore[no-untyped-def]
 def test_engine_and_baselines_are_scored_on_every_held_out_event(world) -> None:  # type: ignore[no-untyped-def]
     ev = _run(world)
     assert list(ev.replay.outcomes) == [
-        "popular", "recent", "itemknn", "static", "decayed:none", "multi:none", "decayed:student",
+        "popular", "recent", "windowed", "itemknn", "static",
+        "decayed:none", "multi:none", "decayed:student",
     ]  # fmt: skip
     assert all(len(o.ranks) == 1200 for o in ev.replay.outcomes.values())
     # the student reranks: same retrieval, another order, so other lists
@@ -79,7 +80,9 @@ def test_report_files_and_cli(world, tmp_path: Path) -> None:  # type: ignore[no
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "report.json").read_text())
-    assert set(summary["systems"]) == {"popular", "static", "decayed:none"}
+    # the served system (what `streamrec worker` runs) is always replayed: the goal compares it
+    assert set(summary["systems"]) == {"popular", "static", "decayed:none", "decayed:student"}
+    assert summary["served"] == "decayed:student"
     assert summary["metrics"] == ["HR@10", "NDCG@10", "MRR"]
     md = (out / "report.md").read_text()
     assert summary["digest"] in md and "| decayed:none | engine |" in md
@@ -185,3 +188,56 @@ def test_with_the_engines_co_visitation_on_retrieval_order_runs_its_own_replay(w
     )  # fmt: skip
     plain = both.replay.outcomes["decayed:none"]
     assert plain.digest == alone.replay.outcomes["decayed:none"].digest  # the engine's ranking
+
+
+def test_coverage_is_a_share_of_the_catalog_even_with_items_outside_it(
+    world,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Test events on items the artifacts never saw make the baselines recommend them; they
+    are not catalog items, so coverage stays in [0, 1]."""
+    from streamrec.streams.recorded import read_events, write_events
+    from streamrec.streams.wire import Event
+
+    events = list(read_events(world["test"]))
+    extra = [Event(f"x{n}", e.user_id, f"new{n % 150}", e.action, e.ts) for n, e in
+             enumerate(events)]  # fmt: skip
+    mixed = [e for pair in zip(events, extra, strict=True) for e in pair]
+    write_events(tmp_path / "mixed.msgpack", mixed)
+    options = EvalOptions(ks=(10,), variants=(Variant("decayed", "none"),))
+    ev = evaluate(tmp_path / "mixed.msgpack", world["artifacts"], Settings(), options,
+                  warmup_path=world["warmup"])  # fmt: skip
+    summary = summarize(ev, samples=100, seed=0, cold_threshold=5)
+    coverage = {n: s["coverage@10"] for n, s in summary["systems"].items()}
+    assert all(0.0 <= c <= 1.0 for c in coverage.values()), coverage
+    assert coverage["popular"] > 0
+
+
+def test_the_report_names_the_served_system_and_compares_it_not_the_best(
+    world,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    from streamrec.evaluation.report import served_line
+    from streamrec.evaluation.variants import served_variant
+
+    settings = Settings()  # reranker.onnx is in the artifacts: the worker serves the student
+    served = served_variant(settings, world["artifacts"])
+    assert served == Variant("decayed", "student")
+    assert served_variant(Settings(engine_reranker=""), world["artifacts"]) == Variant(
+        "decayed", "none"
+    )
+    options = EvalOptions(ks=(10,), variants=(Variant("decayed", "none"),), served=served)
+    assert [v.name for v in options.variants] == ["decayed:student", "decayed:none"]
+    ev = evaluate(world["test"], world["artifacts"], settings, options,
+                  warmup_path=world["warmup"])  # fmt: skip
+    summary = summarize(ev, samples=100, seed=0, cold_threshold=5)
+    assert summary["served"] == "decayed:student"
+    goal = summary["goal"]
+    assert goal["served"] == "decayed:student"
+    assert goal["ratio"] == summary["comparison"]["ratios"]["decayed:student"]["HR@10"]
+    hr = {n: s["metrics"]["HR@10"]["value"] for n, s in summary["systems"].items()}
+    assert goal["best_variant"] == max(["decayed:student", "decayed:none"], key=hr.__getitem__)
+    md = write_report(summary, tmp_path, [])[1].read_text()
+    assert md.splitlines()[2] == served_line(summary)
+    assert served_line(summary).startswith("Served `decayed:student`: HR@10 ")
+    assert "| decayed:student | served |" in md

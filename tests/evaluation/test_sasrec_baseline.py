@@ -3,37 +3,21 @@ never seeing the future; without a trained model the report says so."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from streamrec.config import Settings
 from streamrec.evaluation.prequential import History, Stream, Vocab, replay
 from streamrec.evaluation.run import EvalOptions, evaluate
 from streamrec.evaluation.sasrec import SasrecBaseline, sasrec_baseline
 from streamrec.index.vectors import load_vectors
-from streamrec.models.sasrec import SasrecConfig
 from streamrec.models.sasrec_scorer import SasrecScorer
 from streamrec.streams.recorded import read_events
 from streamrec.streams.wire import Event
-from streamrec.training.sasrec import train_sasrec
 
 K = 10
-TINY = SasrecConfig(seq_len=12, dim=16, blocks=1, dropout=0.0, lr=1e-2, batch=16,
-                    max_epochs=30, patience=30, valid_events=100)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def trained(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The world's artifacts plus a SASRec trained on its warm-up stream."""
-    out = tmp_path_factory.mktemp("with-sasrec") / "artifacts"
-    shutil.copytree(world["artifacts"], out)
-    events = list(read_events(world["warmup"]))
-    train_sasrec(events, int(len(events) * 0.9), out, TINY)
-    return out
 
 
 def _replay(artifacts: Path, warmup: list[Event], test: list[Event]):  # type: ignore[no-untyped-def]
@@ -51,19 +35,19 @@ def _replay(artifacts: Path, warmup: list[Event], test: list[Event]):  # type: i
 
 
 def test_lists_before_a_position_do_not_change_when_every_later_event_does(
-    trained: Path, world: dict[str, Path]
+    sasrec_artifacts: Path, world: dict[str, Path]
 ) -> None:
     warmup, test = list(read_events(world["warmup"])), list(read_events(world["test"]))
     p = 500  # inside a micro-batch of 64: later events of the same batch change too
     rng = np.random.default_rng(11)
-    ids, _ = load_vectors(trained / "item_vectors.npz")
+    ids, _ = load_vectors(sasrec_artifacts / "item_vectors.npz")
     changed = test[: p + 1] + [
         replace(e, item_id=ids[int(rng.integers(len(ids)))],
                 action="click" if e.action == "save" else "save")
         for e in test[p + 1 :]
     ]  # fmt: skip
-    base, _, _ = _replay(trained, warmup, test)
-    other, _, _ = _replay(trained, warmup, changed)
+    base, _, _ = _replay(sasrec_artifacts, warmup, test)
+    other, _, _ = _replay(sasrec_artifacts, warmup, changed)
     emitted = [pos for pos in base.traces if pos <= p]
     assert len(emitted) > 300
     for pos in emitted:
@@ -75,18 +59,18 @@ def test_lists_before_a_position_do_not_change_when_every_later_event_does(
 
 
 def test_ranks_the_whole_catalog_minus_seen_items_with_the_models_scores(
-    trained: Path, world: dict[str, Path]
+    sasrec_artifacts: Path, world: dict[str, Path]
 ) -> None:
     warmup, test = list(read_events(world["warmup"])), list(read_events(world["test"]))
-    outcome, held, history = _replay(trained, warmup, test)
-    scorer = SasrecScorer.load(trained)
+    outcome, held, history = _replay(sasrec_artifacts, warmup, test)
+    scorer = SasrecScorer.load(sasrec_artifacts)
     pos = max(outcome.traces)
     user = int(held.users[pos])
     mine = history.items[user][: history.items[user].index(int(held.items[pos])) + 1]
     listed = outcome.traces[pos]
     assert len(listed) == K and not set(listed.tolist()) & set(mine)
     # the list is the model's own top-K of unseen items, recomputed here by hand
-    ids, _ = load_vectors(trained / "item_vectors.npz")
+    ids, _ = load_vectors(sasrec_artifacts / "item_vectors.npz")
     row = {item_id: r + 1 for r, item_id in enumerate(scorer.item_ids)}
     all_events = warmup + test
     user_id = all_events[len(warmup) + pos].user_id
@@ -103,10 +87,10 @@ def test_ranks_the_whole_catalog_minus_seen_items_with_the_models_scores(
 
 
 def test_evaluate_reports_sasrec_beside_the_baselines_when_trained(
-    trained: Path, world: dict[str, Path]
+    sasrec_artifacts: Path, world: dict[str, Path]
 ) -> None:
     options = EvalOptions(ks=(10,), variants=(), baselines=("popular", "sasrec"))
-    ev = evaluate(world["test"], trained, Settings(), options, warmup_path=world["warmup"])
+    ev = evaluate(world["test"], sasrec_artifacts, Settings(), options, warmup_path=world["warmup"])
     outcomes = ev.replay.outcomes
     assert list(outcomes) == ["popular", "sasrec"]
     hits = {n: float(((o.ranks >= 0) & (o.ranks < 10)).mean()) for n, o in outcomes.items()}
