@@ -9,10 +9,11 @@ set, that cluster is used instead and nothing is started or stopped.
 
 from __future__ import annotations
 
-import shutil
+import random
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,18 +31,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def free_port_pair() -> int:
-    """A port p on 127.0.0.1 with p and p+1 free (broker and KRaft controller)."""
+    """A port p on 127.0.0.1 with p and p+1 free (broker and KRaft controller).
+
+    Drawn below the kernel's ephemeral range: a port the kernel handed out (``bind(0)``) may
+    be handed to a client connection again before the broker binds it, and on a busy
+    machine one was (the controller failed with "Address already in use")."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
+        port = random.randrange(max(1024, low - 12_000), low - 1)
+        if all(_bindable(p) for p in (port, port + 1)):
+            return port
     raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @pytest.fixture
@@ -64,12 +73,8 @@ def kafka_bootstrap() -> Iterator[str]:
         yield settings.kafka_bootstrap
         return
     broker = LocalKafka(settings.model_copy(update={"kafka_port": free_port_pair()}))
-    status = broker.start()
-    try:
+    with broker.throwaway() as status:
         yield status.bootstrap
-    finally:
-        broker.stop()
-        shutil.rmtree(broker.run_dir, ignore_errors=True)
 
 
 @pytest.fixture
