@@ -18,12 +18,13 @@ import base64
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -116,7 +117,11 @@ def new_cluster_id() -> str:
 
 
 def _port_free(port: int) -> bool:
+    """Whether the broker could listen on 127.0.0.1:``port``. Binds as the JVM does, with
+    SO_REUSEADDR, so the TIME_WAIT connections a just-stopped broker leaves behind do not
+    count as another program holding the port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -230,6 +235,17 @@ class LocalKafka:
             pid is not None, self.bootstrap, False, pid, self.log_file, self.data_dir,
             security=self._security(),
         )  # fmt: skip
+
+    @contextlib.contextmanager
+    def throwaway(self) -> Iterator[KafkaStatus]:
+        """Run this broker for the ``with`` block, then stop it and delete its data: a broker
+        that exists only for one test session or one benchmark."""
+        status = self.start()
+        try:
+            yield status
+        finally:
+            self.stop()
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def start(self, on_step: Callable[[str], None] = lambda _: None) -> KafkaStatus:
         """Make sure the broker runs and answers metadata requests; harmless when it does.

@@ -11,7 +11,6 @@ each fail with one line saying what is wrong, and no secret may appear in any ou
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,12 +47,8 @@ def sasl_broker(port_pairs: Callable[[], int]) -> Iterator[LocalKafka]:
         }
     )
     broker = LocalKafka(settings)
-    broker.start()
-    try:
+    with broker.throwaway():
         yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(broker.run_dir, ignore_errors=True)
 
 
 def security_env(connection: KafkaConnection, **overrides: str) -> dict[str, str]:

@@ -6,7 +6,6 @@ kind per interval, and SIGTERM during the outage ends the worker within its boun
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import time
 import uuid
@@ -34,12 +33,8 @@ LINE = re.compile(r"^\[[^]]+\] \[\d+\] \[(WARNING|ERROR|CRITICAL)\] (.*)$")
 @pytest.fixture
 def own_broker(free_kafka_port: int) -> Iterator[LocalKafka]:
     broker = LocalKafka(Settings().model_copy(update={"kafka_port": free_kafka_port}))
-    broker.start()
-    try:
+    with broker.throwaway():
         yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(broker.run_dir, ignore_errors=True)
 
 
 def make_worker(broker: LocalKafka, topics: Topics, artifacts: Path, data_dir: Path) -> Worker:
