@@ -32,7 +32,7 @@ from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
 from streamrec.cli.live import LiveCounts, proportion_interval, scrape
-from streamrec.config import Settings
+from streamrec.config import InvalidSettings, Settings, load_settings
 from streamrec.localkafka import LocalKafka
 from streamrec.streams.connection import KafkaConnection
 from streamrec.streams.record import messages_to_end
@@ -216,7 +216,11 @@ def start_worker(
 
 
 def main() -> int:
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except InvalidSettings as exc:
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        return 1
     out = Path("out/demo").absolute()
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:

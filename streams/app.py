@@ -2,9 +2,9 @@
 
 ``create_app(settings)`` wires everything a worker runs: the personalize agent, the
 catalog follower, the tables and the HTTP views. ``faust -A streamrec.streams.app worker``
-finds the module attribute ``app``, built on first access from ``Settings()`` (the
-environment, prefix ``STREAMREC_``); importing this module for ``create_app`` builds
-nothing.
+finds the module attribute ``app``, built on first access from the environment's settings
+(prefix ``STREAMREC_``; a bad value exits with one line); importing this module for
+``create_app`` builds nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from streamrec.config import Settings
+from streamrec.config import InvalidSettings, Settings, load_settings
 from streamrec.streams import items, personalize, web
 from streamrec.streams.runtime import Runtime
 from streamrec.streams.topics import (
@@ -156,5 +156,9 @@ def __getattr__(name: str) -> faust.App:
         raise AttributeError(name)
     built = globals().get("_app")
     if built is None:
-        built = globals()["_app"] = create_app(Settings())
+        try:
+            settings = load_settings()
+        except InvalidSettings as exc:  # one line for `faust -A`, not a validation dump
+            raise SystemExit(f"error: {exc}") from None
+        built = globals()["_app"] = create_app(settings)
     return built

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -122,3 +125,17 @@ def test_first_start_refuses_events_with_another_partition_count(
         asyncio.run(app.on_first_start())
     with admin_client(settings.kafka_connection) as admin:
         assert describe_topics(admin, changelog_topics(app)) == {}
+
+
+def test_faust_a_with_a_bad_setting_exits_with_one_line_naming_it():
+    """``faust -A streamrec.streams.app`` builds the app from the environment: a bad value is
+    one error line naming the variable, not a validation dump or a traceback."""
+    env = {**os.environ, "STREAMREC_KAFKA_PORT": "70000"}
+    done = subprocess.run(
+        [sys.executable, "-c", "from streamrec.streams import app; app.app"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: STREAMREC_KAFKA_PORT=70000: Input should be less than or equal to 65534"
+    ]
