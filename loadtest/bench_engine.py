@@ -322,7 +322,7 @@ def table(result: dict[str, Any]) -> Table:
     t = Table(
         title=f"make bench: {cfg['items']:,} items, {cfg['index']} nprobe {cfg['ivf_nprobe']} "
         f"on {cfg['device']}, {cfg['candidates']} candidates, reranker {cfg['reranker']}, "
-        "1 thread; ms per event unless named"
+        "1 thread; stages: wall ms per event"
     )
     t.add_column("stage / figure")
     t.add_column("floor", justify="right")

@@ -130,9 +130,11 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000, help="Catalog size.")
-    parser.add_argument("--prime", type=int, default=20_000, help="Events replayed first.")
+    parser.add_argument("--prime", type=int, default=5_000, help="Events replayed first.")
     parser.add_argument("--get-rate", type=float, default=1000.0, help="GET requests/s.")
-    parser.add_argument("--get-users", type=int, default=50)
+    parser.add_argument(
+        "--get-users", type=int, default=250, help="Users sharing --get-rate (see above)."
+    )
     parser.add_argument("--event-rate", type=float, default=500.0, help="Events/s produced.")
     parser.add_argument("--event-users", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=60, help="Length of each mode.")
