@@ -4,9 +4,12 @@ in one run, on ML-1M item embeddings and on ``make bench``'s synthetic 1M catalo
 
 Per catalog every IVF variant shares one coarse quantizer (``nlist`` as the engine picks it,
 :func:`streamrec.index.backends.ivf_nlist`) and one assignment of the items to lists, so the
-variants differ only in how a list stores its vectors. Queries are catalog items plus noise
-(:func:`streamrec.index.synthetic.queries_near`, a user near what they acted on); recall is
-against exact inner-product search; cost is this process's CPU milliseconds per query in
+variants differ only in how a list stores its vectors. Queries are the ones the engine
+itself searches with (users' embeddings): the catalog's engine replays a stream (ML-1M: the
+held-out 20 %; synthetic: its own event stream), warmed up on ``--warmup`` events, and its
+index searches are recorded (:class:`loadtest.floor.CallRecorder`); items plus noise
+(:func:`streamrec.index.synthetic.queries_near`) for a bare ``.npz``. Recall is against
+exact inner-product search; cost is this process's CPU milliseconds per query in
 micro-batches of ``--batch`` at k = 200, one thread (CPU time, because the machine may be
 shared: the ``uptime`` load averages are printed before and after).
 
@@ -36,12 +39,17 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from loadtest.floor import CallRecorder
 from loadtest.machine import MachineRecord
+from streamrec.config import Settings
 from streamrec.demo import step, streamrec
 from streamrec.index.backends import _training_sample, ivf_nlist
 from streamrec.index.bench import exact_topk
 from streamrec.index.params import IndexParams
 from streamrec.index.synthetic import queries_near
+from streamrec.streams.core.loader import load_engine
+from streamrec.streams.core.state import UserState
+from streamrec.streams.recorded import read_events
 
 REPORT = Path("loadtest/out/tune-index.json").absolute()
 ML1M = Path("out/ml1m").absolute()
@@ -69,6 +77,28 @@ def ml1m_vectors() -> np.ndarray:
         streamrec(["train", "--quick", "--events", str(train_part),
                    "--out", str(ML1M / "artifacts")], check=False)  # fmt: skip
     return npz_vectors(vectors)
+
+
+def served_queries(artifacts: Path, events: Path, n: int, warmup: int) -> np.ndarray:
+    """The first ``n`` query vectors the engine of ``artifacts`` searches with while it
+    processes ``events`` after ``warmup`` of them (no reranker: only retrieval matters)."""
+    engine = load_engine(artifacts, Settings(engine_reranker="", engine_threads=1))
+    recorder = CallRecorder()
+    recorder.attach(engine)
+    states: dict[str, UserState] = {}
+    batch: list[Any] = []
+    seen = 0
+    for event in read_events(events):
+        batch.append(event)
+        if len(batch) < 256:
+            continue
+        recorder.active = seen >= warmup
+        (engine.process if recorder.active else engine.apply)(batch, states)
+        seen += len(batch)
+        batch = []
+        if sum(len(q) for q, _, _ in recorder.searches) >= n:
+            break
+    return np.vstack([q for q, _, _ in recorder.searches])[:n]
 
 
 def synthetic_catalog(items: int) -> tuple[np.ndarray, Any]:
@@ -193,12 +223,12 @@ def tune(
     name: str,
     vectors: np.ndarray,
     flat: Any,
+    queries: np.ndarray,
     args: argparse.Namespace,
     hnsw: bool,
 ) -> list[dict[str, Any]]:
     """Every configuration's figures on one catalog."""
-    step(f"{name}: {len(vectors):,} x {vectors.shape[1]}, exact top-{K} of {args.queries} queries")
-    queries = queries_near(vectors, args.queries, seed=1)
+    step(f"{name}: {len(vectors):,} x {vectors.shape[1]}, exact top-{K} of {len(queries)} queries")
     truth = exact_topk(vectors, queries, K)
     configs = ivf_variants(vectors, flat, args.nprobe_list, args.refine_list)
     rows = []
@@ -238,6 +268,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1_000_000, help="Synthetic catalog size.")
     parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument(
+        "--warmup", type=int, default=20_000, help="Events the engine applies before its queries."
+    )
     parser.add_argument("--batch", type=int, default=64, help="Queries per search call.")
     parser.add_argument("--nprobes", default="5,10,15,20,30,40,60")
     parser.add_argument("--refine", default="2,4", help="Refine k factors of the PQ index.")
@@ -259,13 +292,23 @@ def main() -> None:
     result: dict[str, Any] = {"target": args.target, "k": K, "batch": args.batch, "catalogs": {}}
     tables = []
     for name in args.catalogs.split(","):
-        if name == "ml1m" or name.endswith(".npz"):
-            vectors = ml1m_vectors() if name == "ml1m" else npz_vectors(Path(name))
-            label = "ML-1M items" if name == "ml1m" else name
-            rows = tune(label, vectors, ivf_flat(vectors), args, hnsw=True)
+        step(f"{name}: catalog and the engine's queries")
+        if name == "ml1m":
+            vectors = ml1m_vectors()
+            queries = served_queries(ML1M / "artifacts", ML1M / "ml1m.test.msgpack",
+                                     args.queries, args.warmup)  # fmt: skip
+            rows = tune("ML-1M items", vectors, ivf_flat(vectors), queries, args, hnsw=True)
+        elif name.endswith(".npz"):
+            vectors = npz_vectors(Path(name))
+            queries = queries_near(vectors, args.queries, seed=1)
+            rows = tune(name, vectors, ivf_flat(vectors), queries, args, hnsw=True)
         else:
             vectors, saved = synthetic_catalog(args.items)
-            rows = tune(f"synthetic {args.items:,}", vectors, saved, args, args.hnsw_synthetic)
+            queries = served_queries(SYNTH / f"artifacts-{args.items}",
+                                     SYNTH / f"synth-{args.items}.msgpack",
+                                     args.queries, args.warmup)  # fmt: skip
+            label = f"synthetic {args.items:,}"
+            rows = tune(label, vectors, saved, queries, args, args.hnsw_synthetic)
         best = fastest(rows, args.target)
         result["catalogs"][name] = {"rows": rows, "fastest": best}
         tables.append(table(rows[0]["catalog"], rows, best, args.target))
