@@ -46,7 +46,7 @@ from streamrec.demo import step, streamrec
 from streamrec.index.backends import _training_sample, ivf_nlist
 from streamrec.index.bench import exact_topk
 from streamrec.index.params import IndexParams
-from streamrec.index.synthetic import queries_near
+from streamrec.index.synthetic import clustered_catalog, queries_near
 from streamrec.streams.core.loader import load_engine
 from streamrec.streams.core.state import UserState
 from streamrec.streams.recorded import read_events
@@ -277,7 +277,9 @@ def main() -> None:
     parser.add_argument("--efs", default="200,256,320,400", help="HNSW efSearch values.")
     parser.add_argument("--target", type=float, default=0.95, help="recall@200 to reach.")
     parser.add_argument(
-        "--catalogs", default="ml1m,synthetic", help="ml1m, synthetic and/or .npz item files."
+        "--catalogs",
+        default="ml1m,synthetic",
+        help="ml1m, synthetic, clustered (index bench's; its IVF trains for minutes), .npz files.",
     )
     parser.add_argument("--hnsw-synthetic", action="store_true", help="HNSW on the 1M catalog.")
     parser.add_argument("--out", type=Path, default=REPORT)
@@ -298,10 +300,15 @@ def main() -> None:
             queries = served_queries(ML1M / "artifacts", ML1M / "ml1m.test.msgpack",
                                      args.queries, args.warmup)  # fmt: skip
             rows = tune("ML-1M items", vectors, ivf_flat(vectors), queries, args, hnsw=True)
-        elif name.endswith(".npz"):
-            vectors = npz_vectors(Path(name))
+        elif name.endswith(".npz") or name == "clustered":
+            # ``clustered``: the harder catalog of ``streamrec index bench`` (issue 5's basis)
+            vectors = (
+                npz_vectors(Path(name)) if name != "clustered"
+                else clustered_catalog(args.items, 64, seed=0)[1]
+            )  # fmt: skip
             queries = queries_near(vectors, args.queries, seed=1)
-            rows = tune(name, vectors, ivf_flat(vectors), queries, args, hnsw=True)
+            label = name if name != "clustered" else f"index-bench clustered {args.items:,}"
+            rows = tune(label, vectors, ivf_flat(vectors), queries, args, hnsw=name != "clustered")
         else:
             vectors, saved = synthetic_catalog(args.items)
             queries = served_queries(SYNTH / f"artifacts-{args.items}",
