@@ -239,7 +239,8 @@ def in_process(
         engine.apply(warm[start : start + 4096], states)
     popular = engine.popular.to_map()
     engine.process(timed[:512], copy_states(states))  # first calls: caches, GPU context
-    results, recs = {}, []
+    results: dict[int, dict[str, float]] = {}
+    recs: list[Recommendation] = []
     for batch in sizes:
         n = len(timed) if batch > 1 else min(len(timed), args.per_event_events)
         step(f"in process, batch {batch}: {n:,} events")

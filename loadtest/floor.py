@@ -53,7 +53,7 @@ class CallRecorder:
                 self.searches.append((np.array(queries, np.float32), k, longest))
             return search(queries, k, exclude, **kw)
 
-        engine.index.search = recorded_search  # type: ignore[method-assign]
+        engine.index.search = recorded_search  # type: ignore[method-assign,unused-ignore]
         if engine.scorer is not None:
             score = engine.scorer.score
 
@@ -62,7 +62,7 @@ class CallRecorder:
                     self.features.append(np.array(features, np.float32))
                 return score(features)
 
-            engine.scorer.score = recorded_score  # type: ignore[method-assign]
+            engine.scorer.score = recorded_score  # type: ignore[method-assign,unused-ignore]
 
 
 def _cpu_ms(work: Callable[[], object], events: int) -> float:
@@ -88,9 +88,12 @@ def measure_floor(
         for queries, k, longest in recorder.searches:
             raw.search(queries, min(raw.ntotal, k + min(longest, k)))
 
+    scorer = engine.scorer
+
     def rerank() -> None:
-        for x in recorder.features:
-            engine.scorer.score(x)  # type: ignore[union-attr]  # features only with a scorer
+        for x in recorder.features:  # recorded only when there is a scorer
+            if scorer is not None:
+                scorer.score(x)
 
     maps = [rec.to_map() for rec in recs]
     packed: list[bytes] = []

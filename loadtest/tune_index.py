@@ -120,7 +120,6 @@ def ivf_flat(vectors: np.ndarray) -> Any:
     nlist = ivf_nlist(len(vectors), IndexParams())
     quantizer = faiss.IndexFlatIP(vectors.shape[1])
     index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-    index.referenced_objects = [quantizer]
     index.train(_training_sample(vectors, nlist))
     index.add(vectors)
     return index
@@ -129,11 +128,13 @@ def ivf_flat(vectors: np.ndarray) -> Any:
 def assignments(index: Any) -> np.ndarray:
     """Each row's inverted list in ``index`` (read from its lists: no second assignment)."""
     ivf = faiss.extract_index_ivf(index)
+    invlists = ivf.invlists
+    assert invlists is not None  # a filled IVF index has its lists
     lists = np.empty(ivf.ntotal, dtype=np.int64)
     for li in range(ivf.nlist):
-        n = ivf.invlists.list_size(li)
+        n = invlists.list_size(li)
         if n:
-            lists[faiss.rev_swig_ptr(ivf.invlists.get_ids(li), n)] = li
+            lists[faiss.rev_swig_ptr(invlists.get_ids(li), n)] = li
     return lists
 
 
@@ -173,10 +174,10 @@ def ivf_variants(
         for nprobe in nprobes:
             base = faiss.SearchParametersIVF()
             base.nprobe = nprobe
-            sp = faiss.IndexRefineSearchParameters()
-            sp.k_factor, sp.base_index_params = factor, base
+            rp = faiss.IndexRefineSearchParameters()
+            rp.k_factor, rp.base_index_params = factor, base
             yield (f"IVF{nlist},PQ{d // 2}x4fs,RFlat", f"nprobe {nprobe} k×{factor:g}",
-                   _searcher(refined, sp, keep=base))  # fmt: skip
+                   _searcher(refined, rp, keep=base))  # fmt: skip
 
 
 def hnsw_variants(vectors: np.ndarray, efs: list[int]) -> Iterator[tuple[str, str, Search]]:
@@ -186,7 +187,7 @@ def hnsw_variants(vectors: np.ndarray, efs: list[int]) -> Iterator[tuple[str, st
     index.hnsw.efConstruction = p.hnsw_ef_construction
     index.add(vectors)
     for ef in efs:
-        sp = faiss.SearchParametersHNSW()
+        sp = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from stubs
         sp.efSearch = max(ef, K)  # as the engine asks (fewer than k hits otherwise)
         yield f"HNSW{p.hnsw_m},Flat", f"efSearch {sp.efSearch}", _searcher(index, sp)
 
