@@ -8,7 +8,7 @@ EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/nu
 LOCK := requirements/$(EXTRA).lock
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: install install-worker lock demo test test-fast test-deploy test-gpu bench bench-index bench-engine bench-gpu lint docs clean kafka-start kafka-stop
+.PHONY: install install-worker lock demo test test-fast test-deploy test-gpu bench bench-index bench-engine bench-gpu load tune-index lint docs clean kafka-start kafka-stop
 
 install: $(STAMP)
 
@@ -50,14 +50,30 @@ test-deploy: install
 test-gpu: install
 	$(BIN)/pytest -m gpu -rs
 
-# Benchmarks print figures (they assert nothing); 1M-item catalogs take minutes to build.
-bench: bench-index bench-engine
-
-bench-index: install
-	$(BIN)/streamrec index bench --items 1000000 --dim 64 --queries 2000 --batch 64
+# Benchmarks print figures (they assert nothing); 1M-item catalogs take minutes to build
+# (once: cached in out/bench-engine). `make bench` is one table: each stage's raw library
+# floor beside the engine's cost, in process and through Kafka, batched vs per-event, and
+# loadtest/out/bench-engine.json.
+bench: bench-engine
 
 bench-engine: install
-	$(BIN)/python -m loadtest.bench_engine
+	$(BIN)/python -m loadtest.bench_engine $(BENCH_ARGS)
+
+# The index kinds at 1M x 64; the HNSW build takes many minutes: INDEX_KINDS=flat,hnsw,ivf.
+INDEX_KINDS ?= flat,ivf
+bench-index: install
+	$(BIN)/streamrec index bench --items 1000000 --dim 64 --queries 2000 --batch 64 --kinds $(INDEX_KINDS)
+
+# nprobe / efSearch by measured recall@200 on ML-1M item embeddings and the synthetic 1M
+# catalog, IVF-Flat vs SQ8 vs fast-scan PQ + refine: loadtest/out/tune-index.json.
+tune-index: install
+	$(BIN)/python -m loadtest.tune_index $(TUNE_ARGS)
+
+# Kafka + one worker on a LOAD_ITEMS synthetic catalog under locust: GET-only at 1,000/s,
+# then Kafka event users (event -> recommendation); CSV/HTML and load.json in loadtest/out.
+LOAD_ITEMS ?= 1000000
+load: install
+	$(BIN)/python -m loadtest.load --items $(LOAD_ITEMS) $(LOAD_ARGS)
 
 # GPU and CPU side by side in one run on one machine: index, reranker, engine core (no Kafka).
 bench-gpu: install

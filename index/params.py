@@ -34,7 +34,12 @@ class IndexParams:
     At 1M x 64 (clustered), recall@200 0.95 cost 0.36 ms/query (CPU, batch 64) with 4000
     lists, 0.43 with 2048 and 0.45 with 8192."""
     ivf_nprobe: int = 40
-    """Lists scanned per query: 40 of 4000 gives recall@200 0.951 at 1M x 64."""
+    """Lists scanned per query. ``make tune-index`` (recall@200, CPU ms/query, batch 64, issue
+    14): 40 of 4000 is the fewest that reaches 0.95 on the clustered 1M catalog (0.951,
+    0.61 ms; 30 gives 0.930); on ``streamrec data synth``'s 1M catalog with the engine's own
+    queries 5 already gives 0.990 (10: 1.000, 0.14 ms), so a catalog like that one can set
+    ``STREAMREC_INDEX_IVF_NPROBE=10``. IVF-SQ8 (0.963 at 60, 0.52 ms) and fast-scan PQ with
+    refine (<= 0.83 at k x 4) do not beat it by enough to be the default."""
     blas_threshold: int = 512
     """faiss uses BLAS for exact distances when queries x dim >= this. faiss's default 128000
     keeps micro-batches on its scalar path; measured on 50k x 64, 1 thread: batch 64 takes
