@@ -118,6 +118,7 @@ class Worker:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
+        env["STREAMREC_ALLOW_FAILED_MODEL"] = "true"  # see session_artifacts; extra_env may undo
         env.update(
             STREAMREC_KAFKA_BOOTSTRAP=self.bootstrap,
             STREAMREC_TOPIC_EVENTS=self.topics.events,
@@ -133,7 +134,6 @@ class Worker:
             STREAMREC_WORKER_SESSION_TIMEOUT_S="6",
             STREAMREC_WORKER_HEARTBEAT_INTERVAL_S="1",
             STREAMREC_WORKER_STANDBY_REPLICAS="1",
-            STREAMREC_ALLOW_FAILED_MODEL="true",  # see session_artifacts
             **self.extra_env,
         )
         return env
