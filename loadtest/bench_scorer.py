@@ -2,8 +2,8 @@
 worker runs it) and, where onnxruntime has the CUDA execution provider, on the GPU, at the
 candidate counts a worker scores in one call (200: one event; 2000: a micro-batch of ten).
 
-Figures, not asserts: one JSON line per (device, batch) with p50/p99 milliseconds per
-``score`` call over the same feature rows, the devices taking turns call by call (so a noisy
+Figures, not asserts: one JSON line per (device, batch) with p50/p99 wall-clock milliseconds
+per ``score`` call over the same feature rows, the devices taking turns call by call (so a noisy
 neighbour hits both alike). Without ``--model`` a seeded student of the default shape is
 exported to a temporary file; pass a trained ``reranker.onnx`` to time that one.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import onnxruntime as ort
 
 from streamrec.models.scorer import CUDA, Scorer
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.training.latency import time_calls
+from streamrec.training.latency import Latency, time_calls
 
 
 def seeded_student(directory: Path) -> Path:
@@ -62,9 +63,10 @@ def main() -> None:
         for batch in (int(b) for b in args.batches.split(",")):
             rows = rng.normal(size=(batch, len(FEATURE_NAMES))).astype(np.float32)
             calls = {d: (lambda s=s, x=rows: s.score(x)) for d, s in scorers.items()}
-            for device, took in time_calls(calls, args.runs).items():
+            for device, took in time_calls(calls, args.runs, clock=time.perf_counter).items():
                 line = {"device": device, "provider": scorers[device].provider, "batch": batch}
-                line.update(took.as_dict(), runs=args.runs, model=str(args.model or "seeded"))
+                line.update(Latency.of(took).as_dict(), runs=args.runs)
+                line["model"] = str(args.model or "seeded")
                 print(json.dumps(line))
         if "gpu" in scorers:
             rows = rng.normal(size=(2000, len(FEATURE_NAMES))).astype(np.float32)

@@ -323,6 +323,13 @@ class Settings(BaseSettings):
         description="Reranker file inside the artifacts directory (e.g. `reranker.int8.onnx`); "
         "empty, or a file that is not there, serves in retrieval order.",
     )
+    allow_failed_model: bool = Field(
+        False,
+        description="Serve a reranker whose `streamrec train` run missed its gate (the "
+        "artifacts' manifest marks it failed), with one warning line. Off: `streamrec worker`, "
+        "the evaluator's served system and every engine loaded from the artifacts refuse it "
+        "in one line naming the failed checks (worker: `--allow-failed-model`).",
+    )
 
     # --- Worker (streams/app, agents, web; owner: worker engineer) --------------------
     worker_app_id: str = Field(
@@ -700,7 +707,10 @@ class Settings(BaseSettings):
         description="Weight of the teacher's soft targets in the student's loss (rest: labels).",
     )
     train_latency_runs: int = Field(
-        500, ge=10, description="Timed calls per model for the report's p50/p99 latency."
+        500,
+        ge=10,
+        description="Timed calls per model for the report's p50/p99 latency (thread CPU time) "
+        "and the gate's speed-up.",
     )
     train_gate_quality: float = Field(
         0.97,
@@ -711,8 +721,9 @@ class Settings(BaseSettings):
     train_gate_speedup: float = Field(
         5.0,
         gt=0,
-        description="Gate: the teacher's p99 latency (ONNX, 200 candidates) over the student's "
-        "must be at least this.",
+        description="Gate: the ONNX teacher's CPU time per call (200 candidates) over the "
+        "student's, the median of per-call ratios with the two called in turn, must be at least "
+        "this.",
     )
 
     # --- SASRec (models/sasrec.py, streamrec/training/sasrec.py; owner: sasrec helper) ---

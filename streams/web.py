@@ -2,7 +2,8 @@
 
 - ``GET /recommendations/{user_id}?k=&exclude=a,b`` — the user's latest recommendations,
   answered by the worker that owns the user's partition (``table_route`` forwards the
-  request there); a cold or unknown user gets recently-popular items. Either says its A/B
+  request there); a user without one yet gets the engine's cold list (``recommend_cold``:
+  recently-popular items still in the index, as a cold user's event gets). Either says its A/B
   ``variant`` (streams/variants.py).
 - ``POST /events`` — validate one event (msgpack body, or JSON for convenience) and produce
   it to ``events``: 400 with the reason when invalid (a JSON integer beyond 64 bits, a
@@ -110,24 +111,10 @@ def register(rt: Runtime) -> None:
             if not rt.engine_loaded:
                 return self.error(503, "engine not loaded yet")
             engine = await rt.engine()
-            ids, counts = engine.popular.top()
-            return self.json(
-                _trimmed(
-                    {
-                        "user_id": user_id,
-                        "items": ids,
-                        "scores": [float(c) for c in counts],
-                        "event_id": None,
-                        "event_ts": None,
-                        "emitted_ts": rt.now_ms(),
-                        "model_version": engine.model_version,
-                        "source": "popular",
-                        "variant": experiment.bucket(user_id).name,
-                    },
-                    k,
-                    exclude,
-                )
-            )
+            # The engine's own cold path, on the compute thread (it reads the index, which
+            # the catalog agent mutates there): what a cold user's event gets on the stream.
+            cold = await rt.run(engine.recommend_cold, user_id, k, exclude)
+            return self.json({**cold.to_map(), "variant": experiment.bucket(user_id).name})
 
     @app.page("/events")
     class Events(View):

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from streamrec.cli.common import console, fail, settings_of
+from streamrec.cli.common import console, fail, settings_of, warn
 
 
 def evaluate(
@@ -78,7 +78,13 @@ def evaluate(
     from streamrec.evaluation.report import served_line, summarize, write_report
     from streamrec.evaluation.run import EvalOptions, parse_baselines
     from streamrec.evaluation.run import evaluate as run_evaluation
-    from streamrec.evaluation.variants import DEFAULT_VARIANTS, parse_variants, served_variant
+    from streamrec.evaluation.variants import (
+        DEFAULT_VARIANTS,
+        RERANKERS,
+        parse_variants,
+        served_variant,
+    )
+    from streamrec.streams.core.loader import FailedModelError, check_gate
 
     settings = settings_of(ctx)
     for path in (test_file, warmup, drift):
@@ -99,6 +105,11 @@ def evaluate(
         )
     except ValueError as exc:
         fail(str(exc))
+    if options.served is not None and RERANKERS[options.served.reranker]:
+        try:  # the served system is the worker's: it serves no model the worker refuses
+            check_gate(artifacts, settings.allow_failed_model, warn=warn)
+        except FailedModelError as exc:
+            fail(str(exc))
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -43,6 +43,14 @@ def run(
         bool, typer.Option(help="Create missing streamrec topics before starting.")
     ] = True,
     loglevel: Annotated[str, typer.Option(help="Faust log level.")] = "warning",
+    allow_failed_model: Annotated[
+        bool,
+        typer.Option(
+            "--allow-failed-model",
+            help="Serve a reranker whose training missed its gate, with a warning "
+            "(STREAMREC_ALLOW_FAILED_MODEL); without it the worker refuses to start.",
+        ),
+    ] = False,
 ) -> None:
     """Consume events, emit fresh recommendations, serve them over HTTP (Ctrl-C stops)."""
     settings = settings_of(ctx)
@@ -51,6 +59,7 @@ def run(
         "worker_web_port": web_port,
         "worker_app_id": app_id,
         "worker_data_dir": data_dir,
+        "allow_failed_model": allow_failed_model or None,
     }
     settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
     check_artifacts(settings)
@@ -130,3 +139,19 @@ def check_artifacts(settings: Settings) -> None:
             f"{artifacts / settings.engine_reranker}: no such reranker, serving in retrieval "
             "order (STREAMREC_ENGINE_RERANKER names the file)"
         )
+    check_served_model(settings)
+
+
+def check_served_model(settings: Settings) -> None:
+    """Refuse in one line a reranker (the worker's or an A/B variant's) whose training run
+    missed its gate, unless ``allow_failed_model`` (then one warning line)."""
+    from streamrec.streams.core.loader import FailedModelError, check_gate
+
+    artifacts = settings.worker_artifacts_dir
+    files = [settings.engine_reranker, *(v.reranker for v in settings.variants)]
+    if not any(name and (artifacts / name).is_file() for name in files):
+        return  # retrieval order only: no trained model is served
+    try:
+        check_gate(artifacts, settings.allow_failed_model, warn=warn)
+    except FailedModelError as exc:
+        fail(str(exc))

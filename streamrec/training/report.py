@@ -1,9 +1,13 @@
 """The training report: offline quality and latency per model, and the gate on them.
 
 The gate is the issue's bar for shipping the student: it keeps >= 97 % of the teacher's
-NDCG@10, is >= 5x faster at p99 (200 candidates) than the teacher served through ONNX
-Runtime (the fairer, faster of the teacher's two runtimes), and both rerankers beat plain
-retrieval order.
+NDCG@10, is >= 5x faster than the teacher served through ONNX Runtime (the fairer, faster
+of the teacher's two runtimes) at 200 candidates — the median of per-call ratios of thread
+CPU time (:mod:`.latency`), which a busy machine does not move — and the teacher beats
+plain retrieval order while the student beats every candidate source ranked alone by its
+own signal (retrieval order; popularity order, the decayed counts of the popular source).
+A model that misses it is still written, marked failed (the manifest's ``gate``), and
+workers refuse to serve it unless told otherwise (``allow_failed_model``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from typing import Any
 
 from rich.table import Table
 
-QUALITY_ROWS = ("retrieval", "teacher", "student_fp32", "student_int8")
+#: Quality rows that rank the held-out candidates by one source's own signal, with labels.
+SOURCE_ROWS = {"retrieval": "retrieval order", "popularity": "popularity order"}
+QUALITY_ROWS = (*SOURCE_ROWS, "teacher", "student_fp32", "student_int8")
 LATENCY_ROWS = ("teacher_pytorch", "teacher_onnx", "student_fp32", "student_int8")
 NDCG = "ndcg@10"
 HR = "hr@10"
@@ -30,18 +36,16 @@ class Check:
 
 def gate_checks(
     quality: dict[str, dict[str, float]],
-    latency: dict[str, dict[str, float]],
+    speedup: float,
     *,
     min_quality: float,
     min_speedup: float,
 ) -> list[Check]:
-    """The gate's conditions on the report's quality and latency tables."""
+    """The gate's conditions on the report's quality table and the student's speed-up over
+    the ONNX teacher (median per-call ratio of CPU time, :func:`.latency.speedup`)."""
     retrieval = quality["retrieval"][NDCG]
     teacher = quality["teacher"][NDCG]
     student = quality["student_fp32"][NDCG]
-    t_p99 = latency["teacher_onnx"]["p99_ms"]
-    s_p99 = latency["student_fp32"]["p99_ms"]
-    speedup = t_p99 / s_p99 if s_p99 > 0 else float("inf")
     share = student / teacher if teacher > 0 else 0.0
     return [
         Check(
@@ -51,20 +55,23 @@ def gate_checks(
             f"(need >= {min_quality:.0%})",
         ),
         Check(
-            "student is faster at p99",
+            "student is faster than the teacher",
             speedup >= min_speedup,
-            f"teacher (ONNX) p99 {t_p99:.3f} ms / student p99 {s_p99:.3f} ms = {speedup:.1f}x "
-            f"(need >= {min_speedup:g}x)",
+            f"teacher (ONNX) / student CPU time per call, median of per-call ratios = "
+            f"{speedup:.1f}x (need >= {min_speedup:g}x)",
         ),
         Check(
             "teacher beats retrieval order",
             teacher > retrieval,
             f"teacher NDCG@10 {teacher:.4f} vs retrieval order {retrieval:.4f}",
         ),
-        Check(
-            "student beats retrieval order",
-            student > retrieval,
-            f"student NDCG@10 {student:.4f} vs retrieval order {retrieval:.4f}",
+        *(
+            Check(
+                f"student beats {label}",
+                student > quality[row][NDCG],
+                f"student NDCG@10 {student:.4f} vs {label} {quality[row][NDCG]:.4f}",
+            )
+            for row, label in SOURCE_ROWS.items()
         ),
     ]
 
@@ -75,12 +82,12 @@ def report_table(report: dict[str, Any]) -> Table:
     n = report["groups"]["eval"]
     table = Table(
         title=f"streamrec train — {n} held-out events, {report['latency_candidates']} candidates "
-        "per latency call, 1 thread"
+        "per latency call, 1 thread, CPU time"
     )
     for column in ("model", "NDCG@10", "HR@10", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column == "model" else "right")
     rows = [
-        ("retrieval order", "retrieval", None),
+        *((label, row, None) for row, label in SOURCE_ROWS.items()),
         ("teacher (PyTorch)", "teacher", "teacher_pytorch"),
         ("teacher (ONNX)", "teacher", "teacher_onnx"),
         ("student fp32 (ONNX)", "student_fp32", "student_fp32"),

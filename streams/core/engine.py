@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -321,10 +321,26 @@ class Engine:
         return len(delta)
 
     def cold_recommendation(self, k: int) -> list[str]:
-        """The first ``k`` items a never-seen user gets now: the recently-popular items that
-        are in the index, best first (what a cold user's recommendation holds, before any
-        of their own items are excluded)."""
-        return self._cold_pool()[0][:k]
+        """The first ``k`` items a never-seen user gets now (:meth:`recommend_cold`)."""
+        return self.recommend_cold("", k).items
+
+    def recommend_cold(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Recommendation:
+        """What a user with no recommendation yet gets now, minus ``exclude``: the
+        recently-popular items still in the index, best first, scored by their decayed
+        counts — the very pool and filter a cold user's event gets on the stream
+        (:meth:`_retrieve`), so HTTP and Kafka cannot serve a cold user different items.
+        Call it where the index is mutated (the worker's compute thread)."""
+        ids, counts = _popular_for(self._cold_pool(), set(exclude), (), k)
+        return Recommendation(
+            user_id=user_id,
+            items=ids,
+            scores=counts.tolist(),
+            event_id=None,
+            event_ts=None,
+            emitted_ts=self.clock(),
+            model_version=self.model_version,
+            source=POPULAR,
+        )
 
     # --- live catalog ------------------------------------------------------------------
     def apply_item_upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:

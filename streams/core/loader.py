@@ -2,12 +2,16 @@
 
 ``streamrec train`` writes the directory (``index/``, ``reranker.onnx``, ``manifest.json``…);
 the worker, the evaluator and the demo all load it through :func:`load_engine`, so they
-run the same index, reranker and update rule for the same settings.
+run the same index, reranker and update rule for the same settings. A reranker whose
+training run missed its gate (``manifest.json``'s ``gate``) is refused unless
+``allow_failed_model`` says otherwise (:func:`check_gate`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -26,6 +30,8 @@ INDEX_DIR = "index"
 POPULAR_FILE = "popular.msgpack"
 #: Co-visitation statistics of the training stream (:meth:`CoVisitation.save`).
 COVIS_FILE = "covis.npz"
+#: What `streamrec train` wrote, its gate's verdict included (``gate.passed``, ``gate.failed``).
+MANIFEST = "manifest.json"
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,51 @@ def rule_of(config: EngineConfig) -> UpdateRule:
         interests=config.interests,
         threshold=config.interest_threshold,
     )
+
+
+class FailedModelError(RuntimeError):
+    """The artifacts' model missed its training gate and serving it was not allowed."""
+
+
+def gate_failure(artifacts: Path) -> str | None:
+    """Why the artifacts' model must not be served, in one line naming the failed gate
+    checks; None when it passed or nothing says (no manifest, or one without a ``gate``:
+    artifacts assembled by hand or by an older `streamrec train`)."""
+    manifest = artifacts / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        written = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"{manifest}: unreadable ({exc}), so whether its model passed the gate is unknown"
+    gate = written.get("gate") if isinstance(written, dict) else None
+    if not isinstance(gate, dict) or gate.get("passed", True):
+        return None
+    failed = "; ".join(f"{c.get('name')} ({c.get('detail')})" for c in gate.get("failed", []))
+    version = written.get("model_version", "?")
+    return f"{artifacts}: model {version} failed its training gate: {failed or 'no checks named'}"
+
+
+#: Artifacts whose failed model this process has already warned about (see check_gate).
+_warned: set[Path] = set()
+
+
+def check_gate(artifacts: Path, allow: bool, warn: Callable[[str], None] = log.warning) -> None:
+    """Refuse a model that missed its gate (:class:`FailedModelError`, one line), or with
+    ``allow`` warn in one line and go on. Callers check before loading a reranker. The
+    warning comes once per process and directory: the worker checks as it starts (``warn``
+    its console's) and loads its engines later."""
+    failure = gate_failure(artifacts)
+    if failure is None:
+        return
+    if not allow:
+        raise FailedModelError(
+            f"{failure}; retrain, or serve it anyway with STREAMREC_ALLOW_FAILED_MODEL=true "
+            "(worker: --allow-failed-model)"
+        )
+    if artifacts.resolve() not in _warned:
+        _warned.add(artifacts.resolve())
+        warn(f"{failure}; serving it anyway (allow_failed_model)")
 
 
 def covisitation(artifacts: Path, config: EngineConfig, catalog: int) -> CoVisitation:
@@ -68,7 +119,8 @@ def load_engine(
     artifacts_dir: Path | str, settings: Settings, *, config: EngineConfig | None = None
 ) -> Engine:
     """Index from ``ARTIFACTS/index``, the reranker ``ARTIFACTS/<engine_reranker>`` when
-    present (its feature spec must be exactly :data:`FEATURE_NAMES`), the rule and bounds
+    present (its feature spec must be exactly :data:`FEATURE_NAMES`; a model that missed its
+    gate only with ``allow_failed_model``: :func:`check_gate`), the rule and bounds
     from ``config`` (default: the settings'). Compute is pinned to ``engine_threads``.
     The index's search-time knobs (``index_ivf_nprobe``, ``index_hnsw_ef_search``,
     ``index_blas_threshold``) are the settings', so a worker can trade recall for speed
@@ -91,6 +143,7 @@ def load_engine(
     scorer = None
     reranker = artifacts / settings.engine_reranker if settings.engine_reranker else None
     if reranker is not None and reranker.is_file():
+        check_gate(artifacts, settings.allow_failed_model)
         from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
 
         scorer = Scorer.load(reranker, FEATURE_NAMES, device=config.device, threads=config.threads)

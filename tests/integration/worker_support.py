@@ -58,7 +58,8 @@ def session_artifacts(base: Path) -> tuple[Path, Path]:
     done = artifacts / ".complete"
     if not done.exists():
         # The quality gate of `train` judges the models, not the worker: a quick run that
-        # misses it still writes complete artifacts, which is all these tests need.
+        # misses it still writes complete artifacts (marked failed, so workers are started
+        # with STREAMREC_ALLOW_FAILED_MODEL unless a test says otherwise, see Worker.env).
         output = _run(
             ["train", "--quick", "--events", str(data), "--out", str(artifacts)], check=False
         )
@@ -106,6 +107,7 @@ class Worker:
     partitions: int
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: Sequence[str] = ()  # more `streamrec worker` options
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     starts: int = 0
@@ -116,6 +118,7 @@ class Worker:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
+        env["STREAMREC_ALLOW_FAILED_MODEL"] = "true"  # see session_artifacts; extra_env may undo
         env.update(
             STREAMREC_KAFKA_BOOTSTRAP=self.bootstrap,
             STREAMREC_TOPIC_EVENTS=self.topics.events,
@@ -141,7 +144,7 @@ class Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [*STREAMREC, "worker", "--no-create-topics", "--loglevel", "info"],
+                [*STREAMREC, "worker", "--no-create-topics", "--loglevel", "info", *self.args],
                 env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -196,12 +199,18 @@ class Worker:
 
 @pytest.fixture
 def new_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
-    """``new_worker(topics, artifacts, app_id=None, **env) -> Worker`` (not yet started);
-    every worker made is stopped at the end of the test."""
+    """``new_worker(topics, artifacts, app_id=None, partitions=4, args=(), **env) -> Worker``
+    (not yet started; ``args``: more worker options); every worker made is stopped at the end
+    of the test."""
     made: list[Worker] = []
 
     def make(
-        topics: Topics, artifacts: Path, app_id: str | None = None, partitions: int = 4, **env: str
+        topics: Topics,
+        artifacts: Path,
+        app_id: str | None = None,
+        partitions: int = 4,
+        args: Sequence[str] = (),
+        **env: str,
     ) -> Worker:
         worker = Worker(
             bootstrap=kafka_bootstrap,
@@ -211,6 +220,7 @@ def new_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., W
             data_dir=tmp_path / f"store-{len(made)}",
             partitions=partitions,
             extra_env={f"STREAMREC_{k.upper()}": v for k, v in env.items()},
+            args=args,
         )
         made.append(worker)
         return worker

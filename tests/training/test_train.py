@@ -20,7 +20,7 @@ from streamrec.models.scorer import Scorer
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import POPULAR_FILE, load_engine
+from streamrec.streams.core.loader import POPULAR_FILE, FailedModelError, load_engine
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.state import UserState
 from streamrec.streams.recorded import read_events
@@ -49,7 +49,9 @@ def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def settings() -> Settings:
-    return Settings(**TINY)
+    # These tests judge what is written and that it serves, not the tiny model's quality:
+    # a gate it misses on a busy machine must not stop the engine loading it.
+    return Settings(**TINY, allow_failed_model=True)
 
 
 @pytest.fixture(scope="module")
@@ -137,15 +139,27 @@ def test_exported_student_loads_in_the_scorer_with_its_metadata(
 def test_report_has_every_row_and_the_gate(artifacts: tuple[Path, dict]) -> None:
     out, report = artifacts
     assert json.loads((out / "report.json").read_text()) == report
-    assert set(report["quality"]) == {"retrieval", "teacher", "student_fp32", "student_int8"}
+    assert set(report["quality"]) == {
+        "retrieval", "popularity", "teacher", "student_fp32", "student_int8",
+    }  # fmt: skip
     for row in report["quality"].values():
         assert 0.0 <= row["ndcg@10"] <= row["hr@10"] <= 1.0
     assert set(report["latency_ms"]) == {
         "teacher_pytorch", "teacher_onnx", "student_fp32", "student_int8",
     }  # fmt: skip
     assert report["groups"]["eval"] > 50
-    assert len(report["gate"]["checks"]) == 4
+    assert report["speedup_teacher_onnx_over_student"] > 0
+    assert [c["name"] for c in report["gate"]["checks"]] == [
+        "student keeps the teacher's quality",
+        "student is faster than the teacher",
+        "teacher beats retrieval order",
+        "student beats retrieval order",
+        "student beats popularity order",
+    ]
     assert report["gate"]["passed"] == all(c["passed"] for c in report["gate"]["checks"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    failed = [c for c in report["gate"]["checks"] if not c["passed"]]
+    assert manifest["gate"] == {"passed": report["gate"]["passed"], "failed": failed}
 
 
 def test_the_engine_serves_from_the_artifacts(
@@ -192,6 +206,12 @@ def test_cli_exits_non_zero_naming_the_missed_gate(
     assert "gate missed" in result.output
     assert "need >= 1e+06x" in result.output
     assert (tmp_path / "report.json").is_file()
+    # written as failed: the manifest names the check, and no engine serves it unasked
+    gate = json.loads((tmp_path / "manifest.json").read_text())["gate"]
+    assert gate["passed"] is False
+    assert "student is faster than the teacher" in [c["name"] for c in gate["failed"]]
+    with pytest.raises(FailedModelError, match="student is faster than the teacher"):
+        load_engine(tmp_path, Settings(**TINY))
 
 
 def test_cli_refuses_a_stream_too_short_to_split(tmp_path: Path) -> None:
