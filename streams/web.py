@@ -12,6 +12,8 @@
   (index + model) loaded, the catalog caught up, the broker reachable and the consumer lag
   under its threshold; 503 with what is missing otherwise.
 - ``GET /metrics`` — Prometheus text format.
+- ``GET /stats/global?k=`` — this worker's global statistics (streams/shared_stats.py):
+  events counted, top-k popular items with counts, co-visitation of the top items.
 - ``GET /openapi.json`` — an OpenAPI 3.1 description of every route served.
 
 One aiohttp middleware guards every route, Faust's own included (:func:`guard`): with
@@ -128,6 +130,21 @@ def register(rt: Runtime) -> None:
                     exclude,
                 )
             )
+
+    @app.page("/stats/global")
+    class GlobalStatistics(View):
+        @counted("stats")
+        async def get(self, request: Request) -> Response:
+            try:
+                k = int(request.query.get("k", 100))
+            except ValueError:
+                return self.error(400, "k must be an integer")
+            if not 1 <= k <= MAX_K:
+                return self.error(400, f"k must be between 1 and {MAX_K}")
+            if not rt.engine_loaded:
+                return self.error(503, "engine not loaded yet")
+            engine = await rt.engine()
+            return self.json(await rt.run(rt.global_stats.describe, engine, k))
 
     @app.page("/events")
     class Events(View):
