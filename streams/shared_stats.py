@@ -335,36 +335,56 @@ class GlobalStats(Service):
         if not self.config.enabled:
             return
         await self._attached.wait()
-        consumer = self._consumer
-        assert consumer is not None and self.shared is not None
-        checkpoint = await self._restore()
         tp = TopicPartition(self.config.deltas_topic, 0)
-        consumer.assign([tp])
-        start = checkpoint.offsets.get(0) if checkpoint is not None else None
-        if start is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, start)
-        target = (await consumer.end_offsets([tp]))[tp]
+        await self._catch_up(tp)
         last_checkpoint = time.monotonic()
         interval = self.config.apply_ms / 1000
         while not self.should_stop:
             began = time.monotonic()
-            fetched = await consumer.getmany(tp, timeout_ms=int(self.config.apply_ms))
-            records = fetched.get(tp, [])
-            if records:
-                await self._apply(records)
-            if not self.caught_up.is_set() and await consumer.position(tp) >= target:
-                log.info("global statistics caught up: %d events", self.shared.events)
-                self.caught_up.set()
-                self.rt.stats_caught_up = True
-            if (
-                self.caught_up.is_set()
-                and time.monotonic() - last_checkpoint >= self.config.checkpoint_s
-            ):
-                await self._checkpoint()
+            await self._fetch(tp, int(self.config.apply_ms))
+            if time.monotonic() - last_checkpoint >= self.config.checkpoint_s:
+                try:
+                    await self._checkpoint()
+                except Exception as exc:  # the previous one still stands; the next one retries
+                    if self.should_stop:
+                        return
+                    log.warning("stats checkpoint not written: %s: %s", type(exc).__name__, exc)
                 last_checkpoint = time.monotonic()
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))
+
+    async def _catch_up(self, tp: TopicPartition) -> None:
+        """Restore the newest checkpoint, then apply the deltas topic from its offsets (or
+        the beginning) to the end it had when this began."""
+        consumer = self._consumer
+        assert consumer is not None and self.shared is not None
+        started = time.monotonic()
+        checkpoint = await self._restore()
+        consumer.assign([tp])
+        start = checkpoint.offsets.get(tp.partition) if checkpoint is not None else None
+        if start is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
+        first = await consumer.position(tp)
+        target = (await consumer.end_offsets([tp]))[tp]
+        while await consumer.position(tp) < target:
+            await self._fetch(tp, 1000)
+        log.info(
+            "global statistics caught up in %.2f s: %d events, deltas-topic offsets %d to %d "
+            "replayed",
+            time.monotonic() - started,
+            self.shared.events,
+            first,
+            target,
+        )
+        self.caught_up.set()
+        self.rt.stats_caught_up = True
+
+    async def _fetch(self, tp: TopicPartition, timeout_ms: int) -> None:
+        assert self._consumer is not None
+        fetched = await self._consumer.getmany(tp, timeout_ms=timeout_ms, max_records=2000)
+        if fetched.get(tp):
+            await self._apply(fetched[tp])
 
     async def _apply(self, records: list[ConsumerRecord]) -> None:
         committed = await self.rt.run(self._commit_records, records)
@@ -453,6 +473,7 @@ class GlobalStats(Service):
     async def _checkpoint(self) -> None:
         """Write a checkpoint of the statistics as they stand (see the module doc)."""
         assert self._producer is not None
+        started = time.monotonic()
         checkpoint = await self.rt.run(self._snapshot_now)
         loop = asyncio.get_running_loop()
         records = await loop.run_in_executor(None, checkpoint_records, self.writer, checkpoint)
@@ -463,7 +484,16 @@ class GlobalStats(Service):
         await (await self._producer.send(topic, manifest, key=key))
         self._slot = 1 - self._slot
         self.checkpoints.inc()
-        self.checkpoint_bytes.set(sum(len(v) for _, v in records))
+        size = sum(len(v) for _, v in records)
+        self.checkpoint_bytes.set(size)
+        log.info(
+            "stats checkpoint %s written in %.2f s: %d bytes in %d records, deltas to offset %s",
+            checkpoint.id,
+            time.monotonic() - started,
+            size,
+            len(records),
+            checkpoint.offsets,
+        )
 
     def _snapshot_now(self) -> Checkpoint:
         assert self.shared is not None
@@ -488,7 +518,7 @@ class GlobalStats(Service):
         return {
             "enabled": self.config.enabled,
             "caught_up": self.caught_up.is_set(),
-            "events": engine.stats.events,
+            "events": self.shared.events if self.shared is not None else None,
             "offsets": {str(p): o for p, o in self._offsets.items()},
             "popular": {"items": ids[:k], "counts": [float(c) for c in counts[:k]]},
             "covis": None
