@@ -6,7 +6,7 @@ import pytest
 
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.statistics import SharedStats, StatsDelta
-from streamrec.streams.shared_stats import (
+from streamrec.streams.stats_wire import (
     Checkpoint,
     DeltaMessage,
     checkpoint_records,
