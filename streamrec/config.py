@@ -402,6 +402,41 @@ class Settings(BaseSettings):
         description="Where a new consumer group starts reading `events`: the oldest or newest.",
     )
 
+    # --- Global statistics (streams/shared_stats.py) -----------------------------------
+    worker_stats_global: bool = Field(
+        True,
+        description="Share popularity and co-visitation across the workers of an app: each "
+        "publishes its batches' statistics deltas to topic `{app id}-stats-deltas` and applies "
+        "everyone else's, and checkpoints them to `{app id}-stats-checkpoints`. Off: each "
+        "worker counts only its own partitions' events and restarts from the training seed.",
+    )
+    worker_stats_apply_ms: float = Field(
+        200.0,
+        gt=0,
+        description="How often (ms) a worker applies the other workers' statistics deltas: the "
+        "propagation delay is about this plus one fetch round trip and the batch in progress.",
+    )
+    worker_stats_checkpoint_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often (s) a worker checkpoints the global statistics (a restart "
+        "restores the newest checkpoint and replays only the deltas after it).",
+    )
+    worker_stats_dedupe_events: int = Field(
+        200_000,
+        ge=1,
+        description="Event keys the global statistics remember so an event counts once "
+        "(redelivered after a crash, or applied by two workers around a rebalance); must "
+        "exceed the events of a few batches plus the commit interval's.",
+    )
+    worker_stats_retention_h: float = Field(
+        168.0,
+        gt=0,
+        description="Retention (hours) of the stats deltas and checkpoints topics; keep it well "
+        "above `STREAMREC_WORKER_STATS_CHECKPOINT_S`: a restart needs the deltas after the "
+        "newest checkpoint.",
+    )
+
     # --- Live quality and A/B (streams/live.py, streams/variants.py) ------------------
     variants: list[VariantSpec] = Field(
         default_factory=list,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from streamrec.config import InvalidSettings, Settings, load_settings
-from streamrec.streams import items, personalize, web
+from streamrec.streams import items, personalize, shared_stats, web
 from streamrec.streams.runtime import Runtime
 from streamrec.streams.topics import (
     admin_client,
@@ -122,6 +122,7 @@ def create_changelog_topics(app: faust.App) -> None:
             s.replication_factor,
             {**topic_configs(s), "cleanup.policy": "compact"},
         )
+        shared_stats.create_topics(admin, runtime_of(app).global_stats.config)
 
 
 def create_app(settings: Settings, *, load_engine: Callable[[], Engine] | None = None) -> faust.App:
@@ -135,9 +136,27 @@ def create_app(settings: Settings, *, load_engine: Callable[[], Engine] | None =
     rt = Runtime(app, settings, load_engine)
     personalize.register(rt)
     items.register(rt)
+    shared_stats.register(rt, stats_config(settings))
     web.register(rt)
     app.streamrec = rt  # type: ignore[attr-defined]  # the worker CLI and tests reach it here
     return app
+
+
+def stats_config(settings: Settings) -> shared_stats.StatsConfig:
+    """The global statistics' configuration; their topics belong to the app, like its
+    changelogs (``{app id}-stats-deltas``, ``{app id}-stats-checkpoints``)."""
+    s = settings
+    return shared_stats.StatsConfig(
+        deltas_topic=f"{s.worker_app_id}-stats-deltas",
+        checkpoints_topic=f"{s.worker_app_id}-stats-checkpoints",
+        enabled=s.worker_stats_global,
+        apply_ms=s.worker_stats_apply_ms,
+        checkpoint_s=s.worker_stats_checkpoint_s,
+        dedupe_events=s.worker_stats_dedupe_events,
+        retention_ms=int(s.worker_stats_retention_h * 3_600_000),
+        replication_factor=s.replication_factor,
+        topic_configs=topic_configs(s),
+    )
 
 
 def changelog_topics(app: faust.App) -> list[str]:

@@ -109,6 +109,24 @@ def _operations(max_k: int) -> dict[str, dict[str, Any]]:
                 },
             }
         },
+        "/stats/global": {
+            "get": {
+                "summary": "This worker's global statistics (events counted, top popular items "
+                "with counts, co-visitation of the top items), to compare across workers",
+                "parameters": [
+                    {
+                        "name": "k",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": max_k},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "Statistics", "content": _JSON},
+                    "400": _ERROR,
+                    **_REFUSALS,
+                },
+            }
+        },
         "/events": {
             "post": {
                 "summary": "Validate one event and produce it to the events topic",

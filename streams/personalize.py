@@ -13,9 +13,11 @@ Per micro-batch (``stream.take_events(max_batch, within=window)``):
    recommendation per event, each with its ``variant`` — the event loop stays free meanwhile;
    then each applied event is scored against the list its user was last served (live
    HR@k, streams/live.py);
-4. write the states back, emit every recommendation to ``recommendations`` (key user_id)
-   and keep each user's latest in table ``recs``, then wait until the broker has
-   acknowledged every recommendation of the batch;
+4. publish the statistics delta the batch committed (global statistics,
+   streams/shared_stats.py) and wait for its acknowledgement, so a stored state always has
+   its delta on the broker; write the states back, emit every recommendation to
+   ``recommendations`` (key user_id) and keep each user's latest in table ``recs``, then
+   wait until the broker has acknowledged every recommendation of the batch;
 5. metrics.
 
 Crash safety (at-least-once emit, state applied once): Faust acks a batch's events when
@@ -73,6 +75,7 @@ def register(rt: Runtime) -> None:
         engine = await rt.run(
             VariantEngines.build, await rt.engine(), experiment, s.worker_artifacts_dir
         )
+        await rt.global_stats.attach(engine)  # waits for the global statistics to catch up
         window_s = s.worker_batch_window_ms / 1000
         # take_events (not take): each event's message says where its user's state lives.
         async for batch in stream.take_events(s.worker_max_batch, window_s):  # type: ignore[attr-defined]
@@ -130,6 +133,8 @@ async def _personalize(
         served = _read_served(rt, owner, control)  # before this batch's lists replace them
         arrived = [raw.message.timestamp for raw, _ in valid]
         live.record(*score_batch(events, arrived, applied, served, recs, control))
+    with rt.metrics.stage("share"):  # on the broker before the states: streams/shared_stats.py
+        await rt.global_stats.publish(engine.last_deltas)
     with rt.metrics.stage("emit"):
         await _write_back(rt, owner, states, recs)
         sent_at = time.time()

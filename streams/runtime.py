@@ -41,6 +41,7 @@ from streamrec.streams.wire import TsWindow
 
 if TYPE_CHECKING:
     from streamrec.streams.core.engine import Engine
+    from streamrec.streams.shared_stats import GlobalStats
 
 T = TypeVar("T")
 
@@ -162,6 +163,9 @@ class Runtime:
         self._engine: Engine | None = None
         self._engine_loading: asyncio.Future[Engine] | None = None
         self.items_caught_up = False
+        #: Set by :func:`streamrec.streams.shared_stats.register` (global statistics).
+        self.global_stats: GlobalStats
+        self.stats_caught_up = False
         #: Next offset to process per events partition, for the lag gauge.
         self.positions: dict[TP, int] = {}
 
@@ -257,6 +261,7 @@ class Runtime:
         return {
             "engine_loaded": self.engine_loaded,
             "catalog_caught_up": self.items_caught_up,
+            "stats_caught_up": self.stats_caught_up,
             "tables_recovered": recovery.completed.is_set() and not recovery.in_recovery,
             "broker_reachable": self.broker_reachable,
             "lag_ok": sum(self.consumer_lag().values()) <= self.settings.worker_ready_max_lag,

@@ -33,6 +33,7 @@ from streamrec.streams.core.engine import BatchStats, Engine
 from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.loader import covisitation, rule_of
 from streamrec.streams.core.state import UserState
+from streamrec.streams.core.statistics import StatsDelta
 from streamrec.streams.wire import Event, Recommendation
 
 #: The one variant of a worker that declares none.
@@ -156,6 +157,8 @@ class VariantEngines:
         self.experiment = experiment
         self.engines = dict(engines)
         self.last_batch_stats: list[BatchStats] = []
+        #: What each engine of the last batch committed to the shared statistics, in order.
+        self.last_deltas: list[StatsDelta] = []
 
     @classmethod
     def build(cls, base: Engine, experiment: Experiment, artifacts: Path) -> VariantEngines:
@@ -169,6 +172,7 @@ class VariantEngines:
             # Every engine must count into the one co-visitation, or a variant using it
             # would see only its own users' events. With weight 0 it adds nothing to ranks.
             base.covis = covisitation(artifacts, base.config, len(base.index))
+            base.stats.statistics.append(base.covis)
         engines = {}
         for variant in experiment.variants:
             config = configs[variant.name]
@@ -187,6 +191,8 @@ class VariantEngines:
                 clock=base.clock,
                 covis=base.covis,
             )
+            # One commit point for all: it remembers which events it counted (dedupe).
+            engines[variant.name].stats = base.stats
         return cls(experiment, engines)
 
     def process(
@@ -199,10 +205,12 @@ class VariantEngines:
             parts.setdefault(self.experiment.bucket(event.user_id).name, []).append(i)
         out: list[Recommendation | None] = [None] * len(events)
         self.last_batch_stats = []
+        self.last_deltas = []
         for name, rows in parts.items():
             engine = self.engines[name]
             recs = engine.process([events[i] for i in rows], states)
             self.last_batch_stats.append(engine.last_batch_stats)
+            self.last_deltas.append(engine.last_delta)
             for i, rec in zip(rows, recs, strict=True):
                 out[i] = dataclasses.replace(rec, variant=name)
         return [rec for rec in out if rec is not None]

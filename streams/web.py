@@ -13,6 +13,8 @@
   (index + model) loaded, the catalog caught up, the broker reachable and the consumer lag
   under its threshold; 503 with what is missing otherwise.
 - ``GET /metrics`` — Prometheus text format.
+- ``GET /stats/global?k=`` — this worker's global statistics (streams/shared_stats.py):
+  events counted, top-k popular items with counts, co-visitation of the top items.
 - ``GET /openapi.json`` — an OpenAPI 3.1 description of every route served.
 
 One aiohttp middleware guards every route, Faust's own included (:func:`guard`): with
@@ -115,6 +117,21 @@ def register(rt: Runtime) -> None:
             # the catalog agent mutates there): what a cold user's event gets on the stream.
             cold = await rt.run(engine.recommend_cold, user_id, k, exclude)
             return self.json({**cold.to_map(), "variant": experiment.bucket(user_id).name})
+
+    @app.page("/stats/global")
+    class GlobalStatistics(View):
+        @counted("stats")
+        async def get(self, request: Request) -> Response:
+            try:
+                k = int(request.query.get("k", 100))
+            except ValueError:
+                return self.error(400, "k must be an integer")
+            if not 1 <= k <= MAX_K:
+                return self.error(400, f"k must be between 1 and {MAX_K}")
+            if not rt.engine_loaded:
+                return self.error(503, "engine not loaded yet")
+            engine = await rt.engine()
+            return self.json(await rt.run(rt.global_stats.describe, engine, k))
 
     @app.page("/events")
     class Events(View):

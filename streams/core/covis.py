@@ -22,6 +22,7 @@ meanwhile).
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
@@ -80,14 +81,14 @@ class CoVisitation:
         covis.add(items, previous)
         return covis
 
-    def save(self, path: Path | str) -> None:
+    def save(self, path: Path | str | io.BytesIO) -> None:
         """Write the counted items, their pair and action counts (``covis.npz``)."""
         n = len(self._code)
         ids = np.array(list(self._code), dtype=np.str_)
         np.savez(path, ids=ids, pairs=self._pairs[:n, :n], counts=self._count[:n])
 
     @classmethod
-    def load(cls, path: Path | str, **params: Any) -> CoVisitation:
+    def load(cls, path: Path | str | io.BytesIO, **params: Any) -> CoVisitation:
         """Read :meth:`save`'s file; ``params`` (window, recent, …) as for the constructor."""
         covis = cls(**params)
         with np.load(path, allow_pickle=False) as data:
@@ -98,6 +99,23 @@ class CoVisitation:
         covis._pairs[:n, :n] = pairs[:n, :n]
         covis._count[:n] = counts[:n]
         return covis
+
+    def snapshot(self) -> bytes:
+        """:meth:`save`'s file as bytes (the checkpoint side of :mod:`.statistics`)."""
+        buffer = io.BytesIO()
+        self.save(buffer)
+        return buffer.getvalue()
+
+    def restore(self, data: bytes) -> None:
+        """Replace the counts with a :meth:`snapshot`, keeping these parameters."""
+        params = {
+            "window": self.window,
+            "recent": self.recent,
+            "recency": self.recency,
+            "power": self.power,
+            "max_items": self.max_items,
+        }
+        self.__dict__.update(CoVisitation.load(io.BytesIO(data), **params).__dict__)
 
     def commit(self, delta: StatsDelta) -> None:
         """Count one batch's actions (the engine's one way in, see :mod:`.statistics`)."""

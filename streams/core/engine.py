@@ -53,7 +53,7 @@ from streamrec.streams.core.features import FEATURE_NAMES, UserContext, build_fe
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.rules import UpdateRule
 from streamrec.streams.core.state import UserState
-from streamrec.streams.core.statistics import SharedStats, StatsDelta
+from streamrec.streams.core.statistics import SharedStats, StatsDelta, event_key
 from streamrec.streams.wire import Event, Recommendation
 
 PERSONALIZED = "personalized"
@@ -217,16 +217,22 @@ class _Staged:
         self.ts: list[int] = []
         self.weights: list[float] = []
         self.previous: list[tuple[str, ...]] = []
+        self.keys: list[int] = []
 
     def add(self, event: Event, weight: float, previous: Sequence[str]) -> None:
         self.items.append(event.item_id)
         self.ts.append(event.ts)
         self.weights.append(weight)
         self.previous.append(tuple(previous))
+        self.keys.append(event_key(event.user_id, event.event_id))
 
     def delta(self) -> StatsDelta:
         return StatsDelta(
-            tuple(self.items), tuple(self.ts), tuple(self.weights), tuple(self.previous)
+            tuple(self.items),
+            tuple(self.ts),
+            tuple(self.weights),
+            tuple(self.previous),
+            tuple(self.keys),
         )
 
 
@@ -263,7 +269,7 @@ class Engine:
         self.last_batch_stats = BatchStats()
         self.stats = SharedStats([popular] if covis is None else [popular, covis])
         #: The delta the last batch committed to the shared statistics (publish it to share
-        #: them across workers; see :mod:`.statistics`).
+        #: them across workers; see :mod:`.statistics`): what ``stats.commit`` applied.
         self.last_delta = StatsDelta()
 
     # --- the micro-batch ---------------------------------------------------------------
@@ -370,8 +376,7 @@ class Engine:
 
     def _commit(self, delta: StatsDelta) -> None:
         started = time.perf_counter()
-        self.stats.commit(delta)
-        self.last_delta = delta
+        self.last_delta = self.stats.commit(delta)
         self.last_batch_stats.apply_s += time.perf_counter() - started
 
     def _candidates(self, snapshots: list[_Snapshot], *, with_features: bool) -> list[CandidateSet]:

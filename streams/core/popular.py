@@ -148,6 +148,17 @@ class Popular:
                 popular.add(item_id, int(data["now"]), float(count))
         return popular
 
+    def snapshot(self) -> bytes:
+        """:meth:`to_map` as msgpack (the checkpoint side of :mod:`.statistics`)."""
+        return pack(self.to_map())
+
+    def restore(self, data: bytes) -> None:
+        """Replace the counts with a :meth:`snapshot`, keeping this half-life and top-N."""
+        restored = Popular.from_map(
+            unpack(data), half_life_s=self.half_life_ms / 1000.0, top_n=self.top_n
+        )
+        self.__dict__.update(restored.__dict__)
+
     @classmethod
     def from_events(
         cls,

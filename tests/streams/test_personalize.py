@@ -59,6 +59,7 @@ def unit_settings(tmp_path: Path) -> Settings:
         worker_app_id=f"unit-{tmp_path.name}",
         worker_data_dir=tmp_path,
         engine_k=10,
+        worker_stats_global=False,  # no deltas topic without a broker
     )
 
 
