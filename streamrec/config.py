@@ -590,9 +590,11 @@ class Settings(BaseSettings):
         description="Half-life (s of event time) of the `recently popular` baseline's counts.",
     )
     eval_window_popular_events: int = Field(
-        5000,
+        40_000,
         ge=1,
-        description="`windowed` baseline: most popular over the last this many events (all users).",
+        description="`windowed` baseline: most popular over the last this many events (all "
+        "users). Chosen on validation splits of the training parts (HR@10 ratio to 5000: "
+        "MovieLens-1M 1.132 [1.108, 1.158], 20000: 1.115; MovieLens-100k 1.088 [1.025, 1.157]).",
     )
     eval_knn_window: int = Field(
         20,
