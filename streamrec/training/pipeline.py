@@ -60,7 +60,13 @@ from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import COVIS_FILE, INDEX_DIR, POPULAR_FILE, rule_of
+from streamrec.streams.core.loader import (
+    COVIS_FILE,
+    INDEX_DIR,
+    POPULAR_FILE,
+    covis_params,
+    rule_of,
+)
 from streamrec.streams.core.popular import Popular
 from streamrec.training.config import LATENCY_CANDIDATES, TrainingConfig
 from streamrec.training.examples import GroupRequest, replay_and_log
@@ -137,13 +143,10 @@ def _train(
     t0 = time.perf_counter()
     learn, held_out, popular = _log_groups(stream, index, engine_config, item_ids, config, progress)
     popular.save(out_dir / POPULAR_FILE)  # workers seed cold users' lists from it
-    CoVisitation.from_events(  # and their co-visitation, when it is on
-        stream.events,
-        window=engine_config.covis_window,
-        recent=engine_config.covis_recent,
-        recency=engine_config.covis_recency,
-        max_items=engine_config.covis_max_items,
-    ).save(out_dir / COVIS_FILE)
+    # and their co-visitation, when it is on
+    CoVisitation.from_events(stream.events, **covis_params(engine_config)).save(
+        out_dir / COVIS_FILE
+    )
     clock["replay_s"] = time.perf_counter() - t0
     n_valid = max(1, int(len(learn) * VALID_FRAC))
     train_groups = learn.subset(np.arange(len(learn) - n_valid))
