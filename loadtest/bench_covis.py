@@ -17,7 +17,7 @@ be compared on a real stream. CPU time (``time.thread_time``) rather than wall t
 figures hold on a shared machine.
 
 Run: ``python -m loadtest.bench_covis`` (defaults: 10^6 items, 2·10^6 events after the
-first pass, M = 32).
+first pass, M = 64).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--zipf", type=float, default=1.1)
     parser.add_argument("--events-file", type=Path, help="replay this recorded stream instead")
-    parser.add_argument("--neighbours", type=int, default=32)
+    parser.add_argument("--neighbours", type=int, default=64)
     parser.add_argument("--half-life-s", type=float, default=7_776_000.0)
     parser.add_argument("--window", type=int, default=3)
     parser.add_argument("--recent", type=int, default=10)

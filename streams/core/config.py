@@ -42,7 +42,7 @@ class EngineConfig:
     covis_window: int = 3
     covis_recent: int = 10
     covis_recency: float = 0.7
-    covis_neighbours: int = 32
+    covis_neighbours: int = 64
     covis_half_life_s: float = 7_776_000.0
     covis_max_items: int = 1 << 21
     device: str = "auto"

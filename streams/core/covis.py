@@ -16,7 +16,7 @@ items are ``r_0`` (newest), ``r_1``, … is
 
 **Bounded table.** No N x N matrix: each item keeps its ``neighbours`` (M) strongest pair
 counts in a row of M (int32 neighbour code, float32 count) slots, plus a float64 action
-count: ``8·M + 8`` bytes per item (264 B at the default M = 32), item ids mapped to rows in
+count: ``8·M + 8`` bytes per item (520 B at the default M = 64), item ids mapped to rows in
 a dict (~100 B more per id in CPython), at most ``max_items`` rows, grown by doubling. A
 pair count that arrives for a full row takes the weakest slot only when it is at least that
 slot's count, so a row is always the top M of what it held plus what arrived (ties go to the
@@ -72,7 +72,7 @@ class CoVisitation:
         recent: int = 10,
         recency: float = 0.7,
         power: float = 0.5,
-        neighbours: int = 32,
+        neighbours: int = 64,
         half_life_s: float = 7_776_000.0,
         max_items: int = 1 << 21,
     ) -> None:
