@@ -192,15 +192,13 @@ class CoVisitation:
         for b, history in enumerate(histories):
             newest_first = [get(item, -1) for item in history[: -self.recent - 1 : -1]]
             rec[b, : len(newest_first)] = newest_first
-        n = len(self._code)
-        inv = np.zeros(n + 1, dtype=np.float64)  # the extra last slot: code -1 scores 0
-        seen = self._count[:n] > 0
-        inv[:-1][seen] = self._count[:n][seen] ** -self.power
-        weights = self.recency ** np.arange(self.recent, dtype=np.float64)[None, :] * inv[rec]
-        # every (user, recent item, neighbour slot) at once; -1 rows and slots weigh 0
+        recency = self.recency ** np.arange(self.recent, dtype=np.float64)[None, :]
+        weights = recency * self._inverse_counts(rec)
+        # every (user, recent item, neighbour slot) at once; -1 rows and slots weigh 0; the
+        # work is users x recent x M, whatever the catalog size
         held = np.maximum(rec, 0)
         nbr = self._nbr[held].astype(np.int64)  # (users, recent, M)
-        part = self._wt[held] * weights[:, :, None] * inv[nbr]
+        part = self._wt[held] * weights[:, :, None] * self._inverse_counts(nbr)
         live = part > 0
         owner = np.broadcast_to(np.arange(users, dtype=np.int64)[:, None, None], nbr.shape)
         keys, where = np.unique(owner[live] << _SHIFT | nbr[live], return_inverse=True)
@@ -336,6 +334,12 @@ class CoVisitation:
         rows, slot = rows[take], slot[take]
         self._nbr[rows, slot] = cols[take]
         self._wt[rows, slot] = add[take]
+
+    def _inverse_counts(self, codes: np.ndarray) -> np.ndarray:
+        """``count^-power`` of each code; 0 for -1 and for items never acted on."""
+        count = self._count[np.maximum(codes, 0)]
+        live = (codes >= 0) & (count > 0)
+        return np.where(live, np.maximum(count, 1e-300) ** -self.power, 0.0)
 
     def _code_of(self, item: str) -> int:
         code = self._code.get(item)
