@@ -310,7 +310,7 @@ class Settings(BaseSettings):
         64,
         ge=1,
         description="Co-visitation: neighbours each item keeps (its strongest decayed pair "
-        "counts; 8 x this + 8 bytes per item, 520 B at 64). ML-100k validation split, "
+        "counts; 8 x this + 16 bytes per item, 528 B at 64). ML-100k validation split, "
         "`decayed:covis` HR@10: 0.166 with 32, 0.175 with 64 (both at 90 days).",
     )
     engine_covis_half_life_s: float = Field(
@@ -325,7 +325,7 @@ class Settings(BaseSettings):
         ge=1,
         lt=1 << 31,
         description="Co-visitation: items counted (rows of `engine_covis_neighbours`, grown by "
-        "doubling: at most this x (8 x neighbours + 8) bytes plus the id map); items beyond "
+        "doubling: at most this x (8 x neighbours + 16) bytes plus the id map); items beyond "
         "are not counted.",
     )
     engine_device: Literal["auto", "cpu", "gpu"] = Field(

@@ -16,15 +16,15 @@ items are ``r_0`` (newest), ``r_1``, … is
 
 **Bounded table.** No N x N matrix: each item keeps its ``neighbours`` (M) strongest pair
 counts in a row of M (int32 neighbour code, float32 count) slots, plus a float64 action
-count: ``8·M + 8`` bytes per item (520 B at the default M = 64), item ids mapped to rows in
-a dict (~100 B more per id in CPython), at most ``max_items`` rows, grown by doubling. A
-pair count that arrives for a full row takes the weakest slot only when it is at least that
-slot's count, so a row is always the top M of what it held plus what arrived (ties go to the
-newcomer). Each direction is kept by its own row: ``C[a, b]`` and ``C[b, a]`` are equal
-while both rows hold the pair since its first count, and a row that evicted a pair and
-took it back counts it again from there (never more than the true count). A row's
-scoring reads only its own M entries, so a popular item's long tail of weak partners costs
-nothing.
+count and its ``count^-power``: ``8·M + 16`` bytes per item (528 B at the default M = 64),
+item ids mapped to rows in a dict (~100 B more per id in CPython), at most ``max_items``
+rows, grown by doubling. A pair count that arrives for a full row takes the weakest slot
+only when it is at least that slot's count, so a row is always the top M of what it held
+plus what arrived (ties go to the newcomer). Each direction is kept by its own row: ``C[a,
+b]`` and ``C[b, a]`` are equal while both rows hold the pair since its first count, and a
+row that evicted a pair and took it back counts it again from there (never more than the
+true count). A row's scoring reads only its own M entries, so a popular item's long tail of
+weak partners costs nothing.
 
 **Decay** is by event time, as for popularity (:mod:`.popular`): a count is worth
 ``2^(-(now - ts) / half_life)`` at the newest event time ``now``, so old pairs fade and
@@ -91,6 +91,7 @@ class CoVisitation:
         self._nbr = np.full((0, neighbours), -1, dtype=np.int32)
         self._wt = np.zeros((0, neighbours), dtype=np.float32)
         self._count = np.zeros(0, dtype=np.float64)
+        self._inv = np.zeros(0, dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self._code)
@@ -98,13 +99,13 @@ class CoVisitation:
     @property
     def bytes_per_item(self) -> int:
         """Array bytes one item's row takes: ``neighbours`` int32 codes and float32 counts,
-        and its float64 action count (the id map's entry comes on top)."""
-        return 8 * self.neighbours + 8
+        its float64 action count and its inverse (the id map's entry comes on top)."""
+        return 8 * self.neighbours + 16
 
     @property
     def nbytes(self) -> int:
         """Array bytes held now: rows allocated (at most ``max_items``) x bytes per item."""
-        return self._nbr.nbytes + self._wt.nbytes + self._count.nbytes
+        return self._nbr.nbytes + self._wt.nbytes + self._count.nbytes + self._inv.nbytes
 
     def id_map_bytes(self) -> int:
         """Bytes of the item-id -> row map (dict, keys, row ints): the rest of an item's cost."""
@@ -163,7 +164,9 @@ class CoVisitation:
         if not acted:
             return
         weight = self._weights(np.asarray(stamps, dtype=np.int64))
-        np.add.at(self._count, np.asarray(acted, dtype=np.int64), weight)
+        codes = np.asarray(acted, dtype=np.int64)
+        np.add.at(self._count, codes, weight)
+        self._refresh_inverse(codes)
         if rows:
             a = np.asarray(rows, dtype=np.int64)
             b = np.asarray(cols, dtype=np.int64)
@@ -273,6 +276,7 @@ class CoVisitation:
         covis._nbr[:n, :width] = nbr
         covis._wt[:n, :width] = wt
         covis._count[:n] = counts[:n]
+        covis._refresh_inverse(np.arange(n))
         covis._code = dict(zip(ids[:n], range(n), strict=True))
         covis.now = covis._anchor = now
         return covis
@@ -303,6 +307,7 @@ class CoVisitation:
             n = len(self._code)
             self._wt[:n] *= np.float32(factor)
             self._count[:n] *= factor
+            self._inv[:n] *= factor**-self.power
             self._anchor = self.now
         return np.exp2((ts - self._anchor) / self.half_life_ms)
 
@@ -337,9 +342,13 @@ class CoVisitation:
 
     def _inverse_counts(self, codes: np.ndarray) -> np.ndarray:
         """``count^-power`` of each code; 0 for -1 and for items never acted on."""
-        count = self._count[np.maximum(codes, 0)]
-        live = (codes >= 0) & (count > 0)
-        return np.where(live, np.maximum(count, 1e-300) ** -self.power, 0.0)
+        return np.where(codes >= 0, self._inv[np.maximum(codes, 0)], 0.0)
+
+    def _refresh_inverse(self, codes: np.ndarray) -> None:
+        """Keep ``count^-power`` of the given codes current (kept per item so scoring only
+        gathers: counts change at commits, a pow over the catalog per call was O(N))."""
+        count = self._count[codes]
+        self._inv[codes] = np.where(count > 0, np.maximum(count, 1e-300) ** -self.power, 0.0)
 
     def _code_of(self, item: str) -> int:
         code = self._code.get(item)
@@ -361,4 +370,6 @@ class CoVisitation:
         wt[:n] = self._wt
         count = np.zeros(size, dtype=np.float64)
         count[:n] = self._count
-        self._nbr, self._wt, self._count = nbr, wt, count
+        inv = np.zeros(size, dtype=np.float64)
+        inv[:n] = self._inv
+        self._nbr, self._wt, self._count, self._inv = nbr, wt, count, inv

@@ -65,7 +65,7 @@ def covisitation(artifacts: Path, config: EngineConfig, catalog: int) -> CoVisit
             "beyond that get no co-visitation (raise engine_covis_max_items, %d B per item)",
             config.covis_max_items,
             catalog,
-            8 * config.covis_neighbours + 8,
+            8 * config.covis_neighbours + 16,
         )
     params = covis_params(config)
     seed = artifacts / COVIS_FILE

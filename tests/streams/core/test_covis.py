@@ -180,7 +180,7 @@ def test_memory_is_bounded_by_construction() -> None:
     unique = [f"{i}-{j}" for j, i in enumerate(items)]  # 5000 distinct items
     covis.add(unique, [[f"{p}-x" for p in prior] for prior in previous], [0] * len(items))
     assert len(covis) == 256
-    assert covis.bytes_per_item == 8 * 4 + 8
+    assert covis.bytes_per_item == 8 * 4 + 16
     assert covis.nbytes <= 256 * covis.bytes_per_item
     hub = Counter(items).most_common(1)[0][0]
     assert all(len(covis.neighbours_of(i)) <= 4 for i in (hub, unique[0], unique[-1]))
