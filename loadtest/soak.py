@@ -10,7 +10,8 @@ What grows in a worker, and its bound (see README "Memory"):
 - per user, the state is bounded by ``engine_recent_size``, ``engine_seen_size`` and
   ``engine_applied_ids`` (the applied-id list), whatever the user's event count;
 - the engine's recently-popular counts keep one slot per distinct item id seen, and
-  co-visitation at most ``engine_covis_max_items`` items.
+  co-visitation at most ``engine_covis_max_items`` rows of ``8 x engine_covis_neighbours + 16``
+  bytes (plus the item-id map; ``python -m loadtest.bench_covis`` measures it at 10^6 items).
 
 The soak starts the local broker (or uses ``STREAMREC_KAFKA_BOOTSTRAP``), trains the quick
 MovieLens-100k models once (``out/soak``), starts a worker on fresh topics and produces

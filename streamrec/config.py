@@ -308,11 +308,27 @@ class Settings(BaseSettings):
         description="Co-visitation: weight of each older recent action relative to the next "
         "newer one (the newest counts 1).",
     )
-    engine_covis_max_items: int = Field(
-        8192,
+    engine_covis_neighbours: int = Field(
+        64,
         ge=1,
-        description="Co-visitation: items counted (a dense float32 matrix, 256 MB at 8192); "
-        "items beyond are not counted.",
+        description="Co-visitation: neighbours each item keeps (its strongest decayed pair "
+        "counts; 8 x this + 16 bytes per item, 528 B at 64). ML-100k validation split, "
+        "`decayed:covis` HR@10: 0.166 with 32, 0.175 with 64 (both at 90 days).",
+    )
+    engine_covis_half_life_s: float = Field(
+        7_776_000.0,
+        ge=0,
+        description="Co-visitation: half-life of pair and item counts in event time (90 days; "
+        "ML-100k validation split at 64 neighbours: HR@10 0.175, 0.170 without decay); 0 "
+        "turns decay off.",
+    )
+    engine_covis_max_items: int = Field(
+        1 << 21,
+        ge=1,
+        lt=1 << 31,
+        description="Co-visitation: items counted (rows of `engine_covis_neighbours`, grown by "
+        "doubling: at most this x (8 x neighbours + 16) bytes plus the id map); items beyond "
+        "are not counted.",
     )
     engine_device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where index and reranker run: `auto` picks a GPU when one is present."

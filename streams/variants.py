@@ -49,6 +49,8 @@ SHARED_ENGINE_SETTINGS = frozenset(
         "covis_window",
         "covis_recent",
         "covis_recency",
+        "covis_neighbours",
+        "covis_half_life_s",
         "covis_max_items",
         "device",
         "threads",

@@ -65,6 +65,7 @@ from streamrec.streams.core.loader import (
     INDEX_DIR,
     MANIFEST,
     POPULAR_FILE,
+    covis_params,
     rule_of,
 )
 from streamrec.streams.core.popular import Popular
@@ -142,13 +143,10 @@ def _train(
     t0 = time.perf_counter()
     learn, held_out, popular = _log_groups(stream, index, engine_config, item_ids, config, progress)
     popular.save(out_dir / POPULAR_FILE)  # workers seed cold users' lists from it
-    CoVisitation.from_events(  # and their co-visitation, when it is on
-        stream.events,
-        window=engine_config.covis_window,
-        recent=engine_config.covis_recent,
-        recency=engine_config.covis_recency,
-        max_items=engine_config.covis_max_items,
-    ).save(out_dir / COVIS_FILE)
+    # and their co-visitation, when it is on
+    CoVisitation.from_events(stream.events, **covis_params(engine_config)).save(
+        out_dir / COVIS_FILE
+    )
     clock["replay_s"] = time.perf_counter() - t0
     n_valid = max(1, int(len(learn) * VALID_FRAC))
     train_groups = learn.subset(np.arange(len(learn) - n_valid))

@@ -42,7 +42,9 @@ class EngineConfig:
     covis_window: int = 3
     covis_recent: int = 10
     covis_recency: float = 0.7
-    covis_max_items: int = 8192
+    covis_neighbours: int = 64
+    covis_half_life_s: float = 7_776_000.0
+    covis_max_items: int = 1 << 21
     device: str = "auto"
     threads: int = 1
 
@@ -73,6 +75,8 @@ class EngineConfig:
             covis_window=settings.engine_covis_window,
             covis_recent=settings.engine_covis_recent,
             covis_recency=settings.engine_covis_recency,
+            covis_neighbours=settings.engine_covis_neighbours,
+            covis_half_life_s=settings.engine_covis_half_life_s,
             covis_max_items=settings.engine_covis_max_items,
             device=settings.engine_device,
             threads=settings.engine_threads,

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import faiss
 
@@ -93,22 +94,31 @@ def check_gate(artifacts: Path, allow: bool, warn: Callable[[str], None] = log.w
         warn(f"{failure}; serving it anyway (allow_failed_model)")
 
 
+def covis_params(config: EngineConfig) -> dict[str, Any]:
+    """The :class:`CoVisitation` constructor arguments the configuration names (the one
+    place, so training, the loader and the variants build the same table)."""
+    return {
+        "window": config.covis_window,
+        "recent": config.covis_recent,
+        "recency": config.covis_recency,
+        "neighbours": config.covis_neighbours,
+        "half_life_s": config.covis_half_life_s,
+        "max_items": config.covis_max_items,
+    }
+
+
 def covisitation(artifacts: Path, config: EngineConfig, catalog: int) -> CoVisitation:
     """Co-visitation statistics: from ``ARTIFACTS/covis.npz`` when it is there and seeding is
     on (``popular_seed``, which covers both global statistics), else empty."""
     if catalog > config.covis_max_items:
         log.warning(
             "co-visitation counts at most %d items but the catalog has %d: items first seen "
-            "beyond that get no co-visitation (raise engine_covis_max_items, memory n^2 x 4 B)",
+            "beyond that get no co-visitation (raise engine_covis_max_items, %d B per item)",
             config.covis_max_items,
             catalog,
+            8 * config.covis_neighbours + 16,
         )
-    params = {
-        "window": config.covis_window,
-        "recent": config.covis_recent,
-        "recency": config.covis_recency,
-        "max_items": config.covis_max_items,
-    }
+    params = covis_params(config)
     seed = artifacts / COVIS_FILE
     if config.popular_seed and seed.is_file():
         return CoVisitation.load(seed, **params)

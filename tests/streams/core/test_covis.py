@@ -4,6 +4,8 @@ engine ranking its candidates by retrieval score + weight x co-visitation."""
 from __future__ import annotations
 
 import dataclasses
+import random
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,12 +21,43 @@ from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.state import UserState
 from streamrec.streams.wire import Event
 
+DAY_MS = 86_400_000
+
+
+def _table(**params: object) -> CoVisitation:
+    return CoVisitation(**{"half_life_s": 0.0, **params})  # type: ignore[arg-type]
+
+
+def _stream(rng: random.Random, n: int, items: int, users: int) -> tuple[list[str], ...]:
+    """A random stream as (items, previous) columns, the users' last 3 items before each."""
+    history: dict[str, list[str]] = {}
+    acted, previous = [], []
+    for _ in range(n):
+        mine = history.setdefault(f"u{rng.randrange(users)}", [])
+        item = f"i{min(int(rng.paretovariate(1.2)), items) - 1}"  # Zipf-ish
+        acted.append(item)
+        previous.append(mine[-3:])
+        mine.append(item)
+    return acted, previous
+
+
+def _pairs(items: list[str], previous: list[list[str]]) -> Counter[tuple[str, str]]:
+    """Exact pair counts of a stream, both directions (window 3)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for item, before in zip(items, previous, strict=True):
+        for other in set(before[-3:]) - {item}:
+            counts[item, other] += 1
+            counts[other, item] += 1
+    return counts
+
 
 def test_pairs_count_within_the_window_and_scores_are_cosine_scaled_per_user() -> None:
-    covis = CoVisitation(window=2, recent=1, power=0.5)
-    covis.add(["a", "b", "c"], [[], ["a"], ["x", "a", "b"]])  # c pairs with a, b (x is too old)
-    covis.add(["a"], [["c"]])  # a second a, after c
+    covis = _table(window=2, recent=1, power=0.5)
+    # c pairs with a, b (x is too old)
+    covis.add(["a", "b", "c"], [[], ["a"], ["x", "a", "b"]], [0, 1, 2])
+    covis.add(["a"], [["c"]], [3])  # a second a, after c
     # counts: a 2, b 1, c 1, x 0 (never acted on); pairs: a-b 1, a-c 2, b-c 1
+    assert covis.neighbours_of("a") == {"b": 1.0, "c": 2.0}
     [ab, ac, ax] = covis.scores([["a"]], [["b", "c", "x"]])
     assert ax == 0.0
     assert ab == pytest.approx((1 / np.sqrt(2 * 1)) / (2 / np.sqrt(2 * 1)))  # over the best
@@ -33,17 +66,124 @@ def test_pairs_count_within_the_window_and_scores_are_cosine_scaled_per_user() -
 
 
 def test_newer_recent_items_weigh_more_and_unknown_candidates_score_zero() -> None:
-    covis = CoVisitation(window=1, recent=2, recency=0.5)
-    covis.add(["p", "q", "r", "s"], [[], ["p"], [], ["r"]])  # pairs p-q and r-s
+    covis = _table(window=1, recent=2, recency=0.5)
+    covis.add(["p", "q", "r", "s"], [[], ["p"], [], ["r"]], [0, 1, 2, 3])  # pairs p-q, r-s
     old_p_new_r = covis.scores([["p", "r"]], [["q", "s", "new"]])
     assert old_p_new_r.tolist() == pytest.approx([0.5, 1.0, 0.0])
 
 
 def test_items_beyond_the_cap_are_not_counted() -> None:
-    covis = CoVisitation(window=5, max_items=2)
-    covis.add(["a", "b", "c"], [[], ["a"], ["a", "b"]])
+    covis = _table(window=5, max_items=2)
+    covis.add(["a", "b", "c"], [[], ["a"], ["a", "b"]], [0, 1, 2])
     assert len(covis) == 2
     assert covis.scores([["a"]], [["b", "c"]]).tolist() == [1.0, 0.0]
+
+
+def test_counts_are_symmetric_and_exact_while_no_row_is_full() -> None:
+    items, previous = _stream(random.Random(1), 3000, items=40, users=30)
+    covis = _table(neighbours=64)  # more than the 40 items: nothing is ever evicted
+    for start in range(0, len(items), 97):
+        chunk = items[start : start + 97]
+        covis.add(chunk, previous[start : start + 97], [0] * len(chunk))
+    held = {(a, b): w for a in set(items) for b, w in covis.neighbours_of(a).items()}
+    assert held == dict(_pairs(items, previous))
+
+
+def test_a_full_row_keeps_its_strongest_counts_never_more_than_the_true_ones() -> None:
+    items, previous = _stream(random.Random(2), 4000, items=300, users=40)
+    exact, bounded = _table(neighbours=512), _table(neighbours=6)
+    for start in range(0, len(items), 50):
+        batch = items[start : start + 50], previous[start : start + 50]
+        held = {i: bounded.neighbours_of(i) for i in set(batch[0]) | set(sum(batch[1], []))}
+        exact.add(*batch, [0] * 50)
+        bounded.add(*batch, [0] * 50)
+        added = _pairs(*batch)
+        for item, row in held.items():  # each row: the top 6 of what it held + what came
+            pool = Counter(row) + Counter({b: n for (a, b), n in added.items() if a == item})
+            kept = bounded.neighbours_of(item)
+            assert sorted(kept.values()) == sorted(pool.values())[-6:]
+            assert all(pool[b] == n for b, n in kept.items())
+    for item in set(items):
+        row, truth = bounded.neighbours_of(item), exact.neighbours_of(item)
+        assert len(row) <= 6 and all(w <= truth[k] for k, w in row.items())
+    hub = Counter(items).most_common(1)[0][0]  # the top partners of the most acted-on item
+    strongest = sorted(exact.neighbours_of(hub).values())[-3:]
+    assert sorted(bounded.neighbours_of(hub).values())[-3:] == strongest
+
+
+def test_a_strong_pair_is_not_evicted_by_a_tail_of_single_ones() -> None:
+    covis = _table(window=1, neighbours=3)
+    for j, partner in enumerate(["s1", "s1", "s1", "s2", "s2", "s3", "s3"]):
+        covis.add(["hub", partner], [[], ["hub"]], [2 * j, 2 * j + 1])
+    for j in range(20):  # twenty partners seen once each: weaker than every held pair
+        covis.add(["hub", f"tail{j}"], [[], ["hub"]], [100 + j, 100 + j])
+    assert covis.neighbours_of("hub") == {"s1": 3.0, "s2": 2.0, "s3": 2.0}
+    crowd = [f"tail{j}" for j in range(3)]  # one tail pair thrice in a batch beats s2 / s3
+    covis.add(["hub", "new"] * 3 + crowd, [[], ["hub"]] * 3 + [[]] * 3, [200] * 9)
+    assert covis.neighbours_of("hub") == {"s1": 3.0, "new": 3.0, "s2": 2.0} or (
+        covis.neighbours_of("hub") == {"s1": 3.0, "new": 3.0, "s3": 2.0}
+    )
+
+
+def test_counts_decay_by_event_time_and_fresh_pairs_replace_faded_ones() -> None:
+    covis = CoVisitation(window=1, neighbours=2, half_life_s=86_400.0)
+    for partner in ("old1", "old1", "old1", "old2", "old2"):
+        covis.add(["hub", partner], [[], ["hub"]], [0, 0])
+    assert covis.neighbours_of("hub") == {"old1": 3.0, "old2": 2.0}
+    covis.add(["x"], [[]], [DAY_MS])  # one half-life later
+    assert covis.neighbours_of("hub") == pytest.approx({"old1": 1.5, "old2": 1.0})
+    assert covis.count_of("hub") == pytest.approx(2.5)
+    covis.add(["hub", "fresh"], [[], ["hub"]], [3 * DAY_MS, 3 * DAY_MS])  # old2 now 0.25
+    assert covis.neighbours_of("hub") == pytest.approx({"old1": 0.375, "fresh": 1.0})
+    covis.add(["y"], [[]], [20 * DAY_MS])
+    covis.add(["z"], [[]], [36 * DAY_MS])  # 32 half-lives past the anchor: rescaled
+    assert covis.neighbours_of("hub")["fresh"] == pytest.approx(2.0**-33)
+    fresh, old1 = covis.scores([["hub"]], [["fresh", "old1"]])  # cosine: 1/1, 0.375/0.375^.5
+    assert (fresh, old1) == pytest.approx((1.0, 0.375**0.5))
+
+
+def test_the_table_survives_bytes_and_goes_on_as_if_never_saved() -> None:
+    items, previous = _stream(random.Random(3), 2000, items=200, users=20)
+    ts = [j * 3_600_000 for j in range(len(items))]  # hourly, half-life 1 day
+    params = {"neighbours": 8, "half_life_s": 86_400.0}
+    kept = CoVisitation(**params)  # type: ignore[arg-type]
+    kept.add(items[:1000], previous[:1000], ts[:1000])
+    restored = CoVisitation.from_bytes(kept.to_bytes(), **params)
+    assert len(restored) == len(kept) and restored.now == kept.now
+    for table in (kept, restored):
+        table.add(items[1000:], previous[1000:], ts[1000:])
+    users = [items[j : j + 10] for j in range(0, 500, 50)]
+    candidates = [sorted(set(items))] * len(users)
+    np.testing.assert_allclose(
+        restored.scores(users, candidates), kept.scores(users, candidates), rtol=1e-5
+    )
+    hub = Counter(items).most_common(1)[0][0]
+    assert restored.neighbours_of(hub) == pytest.approx(kept.neighbours_of(hub), rel=1e-5)
+    narrow = CoVisitation.from_bytes(kept.to_bytes(), neighbours=3, half_life_s=86_400.0)
+    assert (
+        narrow.neighbours_of(hub)
+        == pytest.approx(  # a narrower row: the strongest 3
+            dict(sorted(kept.neighbours_of(hub).items(), key=lambda kv: -kv[1])[:3]), rel=1e-6
+        )
+    )
+
+
+def test_the_old_dense_file_is_refused_with_a_reason(tmp_path: Path) -> None:
+    np.savez(tmp_path / "covis.npz", ids=np.array(["a"]), pairs=np.zeros((1, 1)), counts=[1.0])
+    with pytest.raises(ValueError, match="train again"):
+        CoVisitation.load(tmp_path / "covis.npz")
+
+
+def test_memory_is_bounded_by_construction() -> None:
+    covis = _table(neighbours=4, max_items=256)
+    items, previous = _stream(random.Random(4), 5000, items=100_000, users=50)
+    unique = [f"{i}-{j}" for j, i in enumerate(items)]  # 5000 distinct items
+    covis.add(unique, [[f"{p}-x" for p in prior] for prior in previous], [0] * len(items))
+    assert len(covis) == 256
+    assert covis.bytes_per_item == 8 * 4 + 16
+    assert covis.nbytes <= 256 * covis.bytes_per_item
+    hub = Counter(items).most_common(1)[0][0]
+    assert all(len(covis.neighbours_of(i)) <= 4 for i in (hub, unique[0], unique[-1]))
 
 
 @pytest.fixture
@@ -108,13 +248,15 @@ def test_from_events_equals_what_the_engine_keeps_and_survives_a_file(
     assert engine.covis is not None
     users = [[e.item_id for e in events[-12:]]]
     candidates = [[f"item{i}" for i in range(0, 600, 7)]]
-    np.testing.assert_array_equal(
-        built.scores(users, candidates), engine.covis.scores(users, candidates)
+    np.testing.assert_allclose(
+        built.scores(users, candidates), engine.covis.scores(users, candidates), rtol=1e-6
     )
     built.save(tmp_path / "covis.npz")
     loaded = CoVisitation.load(tmp_path / "covis.npz", window=6)
-    np.testing.assert_array_equal(loaded.scores(users, candidates), built.scores(users, candidates))
-    loaded.add(["new-2", "new-1"], [[], ["new-2"]])  # still grows after a load
+    np.testing.assert_allclose(
+        loaded.scores(users, candidates), built.scores(users, candidates), rtol=1e-6
+    )
+    loaded.add(["new-2", "new-1"], [[], ["new-2"]], [events[-1].ts] * 2)  # still grows after a load
     assert len(loaded) == len(built) + 2
     assert loaded.scores([["new-2"]], [["new-1"]]).tolist() == [1.0]
 

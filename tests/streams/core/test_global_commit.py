@@ -49,7 +49,9 @@ def _same_statistics(a: Engine, b: Engine) -> None:
     assert ca.keys() == cb.keys()
     assert np.allclose([ca[i] for i in ca], [cb[i] for i in ca], rtol=1e-12, atol=0)
     probe = list(ca)[:25]
-    assert np.array_equal(_covis(a, probe), _covis(b, probe))
+    # The top-M table sums decayed float32 counts: batches committed in another order
+    # round differently in the last bits, nothing more.
+    assert np.allclose(_covis(a, probe), _covis(b, probe), rtol=1e-5, atol=0)
     assert a.stats.events == b.stats.events
 
 
