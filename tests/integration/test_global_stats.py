@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 from typing import Any
 
 import pytest
 import requests
-from worker_support import Topics, Worker, first_events, produce_events, wait_for
+from worker_support import Topics, Worker, first_events, paced_replay, produce_events, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -118,13 +117,7 @@ def test_worker_killed_mid_replay_recovers_the_global_statistics(
     reference.wait_ready()
     victim.wait_ready()
 
-    def replay() -> None:
-        for start in range(0, len(events), 250):
-            produce_events(kafka_bootstrap, reference_topics.events, events[start : start + 250])
-            time.sleep(0.1)
-
-    producer = threading.Thread(target=replay)
-    producer.start()
+    producer = paced_replay(kafka_bootstrap, reference_topics.events, events)
     deadline = time.monotonic() + 180
     while victim.metric("streamrec_events_processed_total") < len(events) // 3 or (
         victim.metric("streamrec_stats_checkpoints_total") < 1

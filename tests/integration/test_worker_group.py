@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 
@@ -23,6 +22,7 @@ from worker_support import (
     changelog_states,
     connection_to,
     first_events,
+    paced_replay,
     produce_events,
     read_topic,
 )
@@ -100,13 +100,7 @@ def test_worker_killed_mid_replay_ends_with_the_state_of_an_uninterrupted_run(
     victim.wait_ready()
 
     # Replay at a steady pace so the kill lands mid-stream, with work in flight.
-    def replay() -> None:
-        for start in range(0, len(events), 250):
-            produce_events(kafka_bootstrap, reference_topics.events, events[start : start + 250])
-            time.sleep(0.1)
-
-    producer = threading.Thread(target=replay)
-    producer.start()
+    producer = paced_replay(kafka_bootstrap, reference_topics.events, events)
     deadline = time.monotonic() + 180  # a wait limit for a busy machine, not a speed check
     while victim.metric("streamrec_events_processed_total") < len(events) // 3:
         assert time.monotonic() < deadline

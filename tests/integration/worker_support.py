@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -268,6 +269,20 @@ def produce(
 
 def produce_events(where: KafkaConnection | str, topic: str, events: Iterable[Event]) -> int:
     return produce(where, topic, ((e.user_id.encode(), encode_event(e)) for e in events))
+
+
+def paced_replay(bootstrap: str, topic: str, events: Sequence[Event]) -> threading.Thread:
+    """Start producing ``events`` to ``topic`` at a steady pace (250 every 0.1 s) in a
+    thread, so that a kill lands mid-stream with work in flight; join it to wait."""
+
+    def replay() -> None:
+        for start in range(0, len(events), 250):
+            produce_events(bootstrap, topic, events[start : start + 250])
+            time.sleep(0.1)
+
+    producer = threading.Thread(target=replay)
+    producer.start()
+    return producer
 
 
 def read_topic(
