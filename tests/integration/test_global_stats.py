@@ -22,7 +22,10 @@ from worker_support import Topics, Worker, first_events, paced_replay, produce_e
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: Co-visitation on (the seed is in the artifacts), so both global statistics are kept.
-COVIS = {"engine_covis_weight": "1"}
+# Co-visitation on, with rows wide enough that none fills up: below its bound the top-M table
+# holds exact (decayed) counts whatever order batches arrive in, while under eviction which
+# pair a full row keeps depends on arrival order, so workers and restarts agree only roughly.
+COVIS = {"engine_covis_weight": "1", "engine_covis_neighbours": "2048"}
 
 
 def global_stats(worker: Worker) -> dict[str, Any]:
@@ -39,7 +42,7 @@ def counted(worker: Worker, n: int) -> bool:
 
 def assert_same_statistics(a: dict[str, Any], b: dict[str, Any]) -> None:
     """Same events, same popular items with the same counts (summed in another order: equal
-    to rounding), same co-visitation scores."""
+    to rounding), same co-visitation scores (to float32 rounding)."""
     assert a["events"] == b["events"]
     pa = dict(zip(a["popular"]["items"], a["popular"]["counts"], strict=True))
     pb = dict(zip(b["popular"]["items"], b["popular"]["counts"], strict=True))
@@ -48,7 +51,7 @@ def assert_same_statistics(a: dict[str, Any], b: dict[str, Any]) -> None:
         assert math.isclose(count, pb[item], rel_tol=1e-9), item
     assert a["covis"]["items"] == b["covis"]["items"]
     for x, y in zip(a["covis"]["scores"], b["covis"]["scores"], strict=True):
-        assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+        assert math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-9)  # a float32 table
 
 
 def delay_summary(worker: Worker) -> str:
