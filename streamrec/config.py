@@ -36,6 +36,7 @@ from streamrec.streams.connection import (
     SaslMechanism,
     SecurityProtocol,
 )
+from streamrec.streams.core.artifacts import RERANKER
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "streamrec"
 ENV_PREFIX = "STREAMREC_"
@@ -337,7 +338,7 @@ class Settings(BaseSettings):
         1, ge=1, description="Compute threads of index and reranker (scale with processes instead)."
     )
     engine_reranker: str = Field(
-        "reranker.onnx",
+        RERANKER,
         description="Reranker file inside the artifacts directory (e.g. `reranker.int8.onnx`); "
         "empty, or a file that is not there, serves in retrieval order.",
     )

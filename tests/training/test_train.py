@@ -17,15 +17,11 @@ from streamrec.data.synth import SynthConfig, generate
 from streamrec.index.vectors import load_vectors
 from streamrec.models.export import read_metadata
 from streamrec.models.scorer import Scorer
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import (
-    POPULAR_FILE,
-    FailedModelError,
-    covis_params,
-    load_engine,
-)
+from streamrec.streams.core.loader import FailedModelError, covis_params, load_engine
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.state import UserState
 from streamrec.streams.recorded import read_events
@@ -81,12 +77,22 @@ def test_writes_the_artifacts_layout(artifacts: tuple[Path, dict]) -> None:
     assert manifest["embedding_dim"] == 16
 
 
+def test_the_manifest_lists_every_file_of_the_layout_and_each_is_there(
+    artifacts: tuple[Path, dict],
+) -> None:
+    out, _ = artifacts
+    layout = Artifacts(out)
+    manifest = json.loads(layout.manifest.read_text())
+    assert manifest["files"] == {key: path.name for key, path in layout.files().items()}
+    assert all(path.exists() for path in layout.files().values())
+
+
 def test_writes_the_training_streams_popularity_so_cold_users_get_items_at_once(
     artifacts: tuple[Path, dict], events_file: Path, settings: Settings
 ) -> None:
     out, _ = artifacts
     config = EngineConfig.from_settings(settings)
-    saved = Popular.load(out / POPULAR_FILE)
+    saved = Popular.load(Artifacts(out).popular)
     expected = Popular.from_events(
         read_events(events_file),
         half_life_s=config.popular_half_life_s,
