@@ -278,7 +278,7 @@ def main() -> int:
             highlight=False,
             soft_wrap=True,  # the summary stays one line, whatever the terminal width
         )
-        quality = live_line(scrape([url], settings.worker_auth_token))
+        quality = live_line(scrape([url], settings.reveal("worker_auth_token")))
     console.print(quality, highlight=False, soft_wrap=True)  # the last line, after clean-up
     return 0
 
