@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,18 +18,6 @@ from streamrec.streams.recorded import read_events
 from streamrec.training.config import TrainingConfig
 from streamrec.training.pipeline import train
 
-TINY = {
-    "train_quick_examples": 400,
-    "train_quick_eval_events": 200,
-    "train_quick_epochs": 1,
-    "train_latency_runs": 50,
-    "train_embedding_dim": 16,
-    "train_teacher_hidden": 16,
-    "train_teacher_mlp": 32,
-    "engine_candidates": 50,
-    "train_sasrec_quick_epochs": 2,
-}
-
 
 @pytest.fixture(scope="module")
 def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -38,9 +27,9 @@ def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_train_writes_a_loadable_sasrec_with_its_validation_curve(
-    events_file: Path, tmp_path: Path
+    events_file: Path, tmp_path: Path, tiny: dict[str, Any]
 ) -> None:
-    settings = Settings(**TINY)
+    settings = Settings(**tiny)
     report = train(
         events_file, tmp_path, settings, TrainingConfig.from_settings(settings, quick=True)
     )
@@ -62,12 +51,12 @@ def test_train_writes_a_loadable_sasrec_with_its_validation_curve(
 
 
 def test_switched_off_no_sasrec_is_written_and_a_stale_one_is_removed(
-    events_file: Path, tmp_path: Path
+    events_file: Path, tmp_path: Path, tiny: dict[str, Any]
 ) -> None:
     out = Artifacts(tmp_path)
     out.sasrec.write_bytes(b"stale")
     out.sasrec_meta.write_text("{}")
-    settings = Settings(**TINY, train_sasrec_enabled=False)
+    settings = Settings(**tiny, train_sasrec_enabled=False)
     report = train(
         events_file, tmp_path, settings, TrainingConfig.from_settings(settings, quick=True)
     )
