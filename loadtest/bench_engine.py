@@ -61,6 +61,7 @@ from streamrec.demo import (
     wait_for_recs,
 )
 from streamrec.streams.connection import KafkaConnection
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.loader import load_engine
 from streamrec.streams.core.popular import Popular
@@ -94,21 +95,22 @@ def artifacts(items: int, reranker: bool = True) -> Path:
     """Index over the synthetic catalog + the demo's student reranker, built once (the
     reranker is left out with ``reranker=False``, e.g. on a host without MovieLens)."""
     art = OUT / f"artifacts-{items}"
+    layout = Artifacts(art)
     synth = OUT / f"synth-{items}.msgpack"
     if not synth.exists():
         streamrec(["data", "synth", "--items", str(items), "--users", "20000",
                    "--events", "200000", "--out", str(synth)])  # fmt: skip
-    if not (art / "index").is_dir():
+    if not layout.index.is_dir():
         streamrec(["index", "build", "--vectors", str(synth.with_suffix(".items.npz")),
-                   "--out", str(art / "index"), "--kind", "ivf", "--threads", "1"])  # fmt: skip
-    if not reranker or (art / "reranker.onnx").is_file():
+                   "--out", str(layout.index), "--kind", "ivf", "--threads", "1"])  # fmt: skip
+    if not reranker or layout.reranker.is_file():
         return art
-    demo_models = Path("out/demo/artifacts").absolute()
-    if not (demo_models / "reranker.onnx").is_file():
+    demo = Artifacts(Path("out/demo/artifacts").absolute())
+    if not demo.reranker.is_file():
         train_part, _ = prepare_data(Path("out/demo").absolute())
-        train(train_part, demo_models)
-    for name in ("reranker.onnx", "manifest.json"):
-        shutil.copy(demo_models / name, art / name)
+        train(train_part, demo.dir)
+    shutil.copy(demo.reranker, layout.reranker)
+    shutil.copy(demo.manifest, layout.manifest)
     return art
 
 
@@ -221,11 +223,12 @@ def in_process(
 ) -> tuple[dict[int, dict[str, float]], dict[str, float], dict[str, Any]]:
     """The engine core alone, every batch size from the same warmed state, and the floor
     of the largest size's work: (figures per batch size, floor, configuration)."""
-    has_reranker = (art / "reranker.onnx").is_file() and not args.no_reranker
+    reranker = Artifacts(art).reranker
+    has_reranker = reranker.is_file() and not args.no_reranker
     settings = Settings(
         engine_device=args.device,
         engine_threads=1,
-        engine_reranker="reranker.onnx" if has_reranker else "",
+        engine_reranker=reranker.name if has_reranker else "",
     )
     engine = load_engine(art, settings)
     recorder = CallRecorder()

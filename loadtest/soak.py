@@ -44,6 +44,7 @@ from kafka import KafkaProducer
 
 from streamrec.config import Settings
 from streamrec.demo import prepare_data, start_kafka, start_worker, step, train
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.wire import Event, encode_event
 
 OUT = Path("out/soak").absolute()
@@ -159,7 +160,7 @@ def main() -> None:
         train_part, _ = prepare_data(OUT)
         artifacts = OUT / "artifacts"
         train(train_part, artifacts)
-        items = [str(i) for i in np.load(artifacts / "item_vectors.npz")["ids"].tolist()]
+        items = [str(i) for i in np.load(Artifacts(artifacts).item_vectors)["ids"].tolist()]
         step("worker")
         worker = start_worker(stack, bootstrap, artifacts, OUT, args.partitions)
         pid = worker_pid(worker.app_id)

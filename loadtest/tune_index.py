@@ -46,7 +46,9 @@ from streamrec.demo import step, streamrec
 from streamrec.index.backends import _training_sample, ivf_nlist
 from streamrec.index.bench import exact_topk
 from streamrec.index.params import IndexParams
+from streamrec.index.persist import INDEX_FILE, ROWS_FILE
 from streamrec.index.synthetic import clustered_catalog, queries_near
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.loader import load_engine
 from streamrec.streams.core.state import UserState
 from streamrec.streams.recorded import read_events
@@ -67,7 +69,7 @@ def npz_vectors(path: Path) -> np.ndarray:
 
 def ml1m_vectors() -> np.ndarray:
     """ML-1M item embeddings of ``streamrec train --quick`` (trained once into out/ml1m)."""
-    vectors = ML1M / "artifacts" / "item_vectors.npz"
+    vectors = Artifacts(ML1M / "artifacts").item_vectors
     if not vectors.is_file():
         data, train_part = ML1M / "ml1m.msgpack", ML1M / "ml1m.train.msgpack"
         if not train_part.is_file():
@@ -108,8 +110,9 @@ def synthetic_catalog(items: int) -> tuple[np.ndarray, Any]:
 
     art = artifacts(items, reranker=False)
     vectors = npz_vectors(SYNTH / f"synth-{items}.items.npz")
-    saved = faiss.read_index(str(art / "index" / "index.faiss"))
-    with np.load(art / "index" / "rows.npz", allow_pickle=False) as f:
+    index_dir = Artifacts(art).index
+    saved = faiss.read_index(str(index_dir / INDEX_FILE))
+    with np.load(index_dir / ROWS_FILE, allow_pickle=False) as f:
         if len(f["ids"]) != len(vectors):
             raise SystemExit(f"{art}: index rows do not match {len(vectors)} catalog vectors")
     return vectors, saved

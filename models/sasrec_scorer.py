@@ -2,9 +2,10 @@
 
 Torch-free (onnxruntime and numpy only), so the evaluator and any worker-side code can
 load a trained SASRec without the ``train`` extra. ``streamrec train`` writes two files
-into the artifacts: ``sasrec.onnx`` (inputs ``items`` and ``actions``, int64 ``[B, L]``
-left-padded; output ``score`` ``[B, n_items]`` over the whole catalog) and ``sasrec.json``
-(item ids by row, window length, the validation curve and training time).
+into the artifacts (named by ``streamrec.streams.core.artifacts``): ``sasrec.onnx``
+(inputs ``items`` and ``actions``, int64 ``[B, L]`` left-padded; output ``score``
+``[B, n_items]`` over the whole catalog) and ``sasrec.json`` (item ids by row, window
+length, the validation curve and training time).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import onnxruntime as ort
 
 from streamrec.models.scorer import session_options
 
-SASREC_ONNX = "sasrec.onnx"
-SASREC_META = "sasrec.json"
 PAD, CLICK, SAVE = 0, 1, 2  # action codes; item row 0 is padding too
 
 
@@ -68,12 +67,12 @@ class SasrecScorer:
     info: dict[str, Any]  # the rest of sasrec.json (curve, seconds, config)
 
     @classmethod
-    def load(cls, artifacts: Path, threads: int = 1) -> SasrecScorer:
-        """Open ``artifacts``' SASRec; :class:`SasrecFileError` when it has none or a bad one."""
-        model, meta = artifacts / SASREC_ONNX, artifacts / SASREC_META
+    def load(cls, model: Path, meta: Path, threads: int = 1) -> SasrecScorer:
+        """Open a SASRec from its ONNX file and its ``sasrec.json``; :class:`SasrecFileError`
+        when either is missing or bad."""
         if not model.is_file() or not meta.is_file():
             raise SasrecFileError(
-                f"{artifacts}: no trained SASRec ({SASREC_ONNX} and {SASREC_META}; "
+                f"no trained SASRec ({model} and {meta}; "
                 "`streamrec train` writes them unless train_sasrec_enabled is off)"
             )
         try:
@@ -86,7 +85,7 @@ class SasrecScorer:
                 providers=["CPUExecutionProvider"],
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SasrecFileError(f"{artifacts}: unreadable SASRec files: {exc}") from exc
+            raise SasrecFileError(f"{model.parent}: unreadable SASRec files: {exc}") from exc
         except Exception as exc:  # ORT's load errors share no narrower base
             raise SasrecFileError(f"{model}: not a loadable ONNX model: {exc}") from exc
         return cls(session, item_ids, seq_len, info)

@@ -36,6 +36,7 @@ from streamrec.streams.connection import (
     SaslMechanism,
     SecurityProtocol,
 )
+from streamrec.streams.core.artifacts import RERANKER
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "streamrec"
 ENV_PREFIX = "STREAMREC_"
@@ -337,7 +338,7 @@ class Settings(BaseSettings):
         1, ge=1, description="Compute threads of index and reranker (scale with processes instead)."
     )
     engine_reranker: str = Field(
-        "reranker.onnx",
+        RERANKER,
         description="Reranker file inside the artifacts directory (e.g. `reranker.int8.onnx`); "
         "empty, or a file that is not there, serves in retrieval order.",
     )
@@ -375,11 +376,12 @@ class Settings(BaseSettings):
     )
     worker_web_bind: str = Field("0.0.0.0", description="Interface the worker's HTTP server binds.")
     worker_web_port: int = Field(6066, ge=1, le=65535, description="The worker's HTTP port.")
-    worker_auth_token: str | None = Field(
+    worker_auth_token: SecretStr | None = Field(
         None,
         json_schema_extra={"secret": True},
         description="When set, every HTTP endpoint except /healthz and /readyz (and /metrics, "
-        "see `STREAMREC_WORKER_METRICS_TOKEN`) needs `Authorization: Bearer <token>`.",
+        "see `STREAMREC_WORKER_METRICS_TOKEN`) needs `Authorization: Bearer <token>`; never "
+        "printed.",
     )
     worker_data_dir: Path = Field(
         Path("out/worker"),
@@ -506,7 +508,7 @@ class Settings(BaseSettings):
         "e.g. a ts in microseconds, go to the DLQ (and POST /events answers 400) as "
         "`ts_out_of_range`.",
     )
-    worker_metrics_token: str | None = Field(
+    worker_metrics_token: SecretStr | None = Field(
         None,
         json_schema_extra={"secret": True},
         description="Bearer token GET /metrics asks for (a scrape token apart from "
@@ -883,6 +885,14 @@ class Settings(BaseSettings):
         """Whether field ``name`` holds a secret that is never printed (``secret`` marker)."""
         extra = cls.model_fields[name].json_schema_extra
         return isinstance(extra, dict) and extra.get("secret") is True
+
+    def reveal(self, name: str) -> str | None:
+        """The plain text of secret setting ``name`` (None when unset), for the code that
+        sends or checks it; everywhere else it is a SecretStr and prints as ``**********``."""
+        if not self.is_secret(name):
+            raise ValueError(f"{name} is not a secret setting")
+        secret: SecretStr | None = getattr(self, name)
+        return None if secret is None else secret.get_secret_value()
 
     # --- Validation (checked at load, so a bad value fails before any command runs) ----
     @field_validator("kafka_bootstrap")

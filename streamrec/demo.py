@@ -35,6 +35,7 @@ from streamrec.cli.live import LiveCounts, proportion_interval, scrape
 from streamrec.config import InvalidSettings, Settings, load_settings
 from streamrec.localkafka import LocalKafka
 from streamrec.streams.connection import KafkaConnection
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.loader import gate_failure
 from streamrec.streams.record import messages_to_end
 from streamrec.streams.recorded import read_events, write_events
@@ -87,13 +88,14 @@ def prepare_data(out: Path) -> tuple[Path, Path]:
 
 def train(train_part: Path, artifacts: Path) -> None:
     """Quick models and the index; reused when a previous demo run left them."""
-    if (artifacts / "manifest.json").is_file() and (artifacts / "index").is_dir():
+    layout = Artifacts(artifacts)
+    if layout.manifest.is_file() and layout.index.is_dir():
         console.print(f"reusing the models in {artifacts}")
         return
     code = streamrec(
         ["train", "--quick", "--events", str(train_part), "--out", str(artifacts)], check=False
     )
-    if not (artifacts / "manifest.json").is_file():
+    if not layout.manifest.is_file():
         raise SystemExit(f"demo: `streamrec train` wrote no models (exit {code})")
 
 
@@ -276,7 +278,7 @@ def main() -> int:
             highlight=False,
             soft_wrap=True,  # the summary stays one line, whatever the terminal width
         )
-        quality = live_line(scrape([url], settings.worker_auth_token))
+        quality = live_line(scrape([url], settings.reveal("worker_auth_token")))
     console.print(quality, highlight=False, soft_wrap=True)  # the last line, after clean-up
     return 0
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.config import VariantSpec
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import BatchStats, Engine
 from streamrec.streams.core.features import FEATURE_NAMES
@@ -229,8 +230,8 @@ class VariantEngines:
 def _reranker(artifacts: Path, variant: Variant, config: EngineConfig) -> Any:
     from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
 
-    assert variant.reranker
-    path = artifacts / variant.reranker
+    path = Artifacts(artifacts).model(variant.reranker)
+    assert path is not None
     if not path.is_file():
         raise FileNotFoundError(f"variant {variant.name!r}: reranker {path} is not there")
     return Scorer.load(path, FEATURE_NAMES, device=config.device, threads=config.threads)

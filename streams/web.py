@@ -182,7 +182,7 @@ PROBES = frozenset({"/healthz", "/readyz"})
 def guard(rt: Runtime) -> Callable[..., Awaitable[aioweb.StreamResponse]]:
     """The middleware every request passes: bearer token, concurrency bound, timeout."""
     s = rt.settings
-    token, metrics_token = s.worker_auth_token, s.worker_metrics_token
+    token, metrics_token = s.reveal("worker_auth_token"), s.reveal("worker_metrics_token")
     slots = asyncio.Semaphore(s.worker_http_max_concurrency)
     pace = RateLimit(s.worker_http_max_rps) if s.worker_http_max_rps > 0 else None
 

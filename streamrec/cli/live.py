@@ -154,7 +154,7 @@ def live_report(
     settings = settings_of(ctx)
     try:
         control = Experiment.from_specs(settings.variants, settings.experiment_salt).control.name
-        counts = scrape(urls, settings.worker_auth_token)
+        counts = scrape(urls, settings.reveal("worker_auth_token"))
     except (VariantError, RuntimeError, OSError) as exc:
         fail(str(exc))
     if not counts:

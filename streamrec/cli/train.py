@@ -65,9 +65,10 @@ def train(
     # Heavy imports (torch, faiss, onnxruntime) only once the command really runs.
     from streamrec.models.export import ParityError
     from streamrec.models.metadata import FeatureSpecMismatch, ModelFileError
+    from streamrec.streams.core.artifacts import Artifacts
     from streamrec.streams.wire import InvalidRecord
     from streamrec.training.config import TrainingConfig
-    from streamrec.training.pipeline import REPORT, TrainingError
+    from streamrec.training.pipeline import TrainingError
     from streamrec.training.pipeline import train as run
     from streamrec.training.report import report_table
 
@@ -89,7 +90,7 @@ def train(
     stdout_console().print(report_table(report))
     console.print(
         f"model {report['model_version']} → {out} ({report['seconds']['total_s']:.0f} s); "
-        f"report: {out / REPORT}",
+        f"report: {Artifacts(out).report}",
         highlight=False,
     )
     failed = [c for c in report["gate"]["checks"] if not c["passed"]]

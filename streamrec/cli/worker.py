@@ -116,9 +116,10 @@ def check_artifacts(settings: Settings) -> None:
     """Fail in one line, before anything starts, when the artifacts cannot serve: inside
     Faust a missing index file crashes every agent, each with its own traceback."""
     from streamrec.index.persist import INDEX_FILE, META_FILE, ROWS_FILE, read_meta
+    from streamrec.streams.core.artifacts import Artifacts
 
     artifacts = settings.worker_artifacts_dir
-    index_dir = artifacts / "index"
+    index_dir = Artifacts(artifacts).index
     make = (
         f"make it with `streamrec train --events FILE --out {artifacts}` (or just the index: "
         f"`streamrec index build --vectors FILE --out {index_dir}`)"
@@ -134,9 +135,10 @@ def check_artifacts(settings: Settings) -> None:
         fail(f"{index_dir / META_FILE}: not JSON ({exc}); {make}")
     except ValueError as exc:  # another format or version
         fail(f"{exc}; {make}")
-    if settings.engine_reranker and not (artifacts / settings.engine_reranker).is_file():
+    reranker = Artifacts(artifacts).model(settings.engine_reranker)
+    if reranker is not None and not reranker.is_file():
         warn(
-            f"{artifacts / settings.engine_reranker}: no such reranker, serving in retrieval "
+            f"{reranker}: no such reranker, serving in retrieval "
             "order (STREAMREC_ENGINE_RERANKER names the file)"
         )
     check_served_model(settings)
@@ -145,11 +147,13 @@ def check_artifacts(settings: Settings) -> None:
 def check_served_model(settings: Settings) -> None:
     """Refuse in one line a reranker (the worker's or an A/B variant's) whose training run
     missed its gate, unless ``allow_failed_model`` (then one warning line)."""
+    from streamrec.streams.core.artifacts import Artifacts
     from streamrec.streams.core.loader import FailedModelError, check_gate
 
     artifacts = settings.worker_artifacts_dir
-    files = [settings.engine_reranker, *(v.reranker for v in settings.variants)]
-    if not any(name and (artifacts / name).is_file() for name in files):
+    names = [settings.engine_reranker, *(v.reranker for v in settings.variants)]
+    files = [Artifacts(artifacts).model(name) for name in names]
+    if not any(file is not None and file.is_file() for file in files):
         return  # retrieval order only: no trained model is served
     try:
         check_gate(artifacts, settings.allow_failed_model, warn=warn)

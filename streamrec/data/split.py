@@ -64,7 +64,7 @@ def split_stream(
     path: Path, train_fraction: float, out_dir: Path | None = None, progress: Progress | None = None
 ) -> SplitResult:
     """Write the first ``floor(train_fraction * n)`` events of ``path`` to the train file and
-    the rest to the test file."""
+    the rest to the test file; refuses a stream with too few events for a training part."""
     if not 0.0 < train_fraction < 1.0:
         raise DataError(f"train fraction must be between 0 and 1 (exclusive), got {train_fraction}")
     if not path.is_file():
@@ -74,6 +74,12 @@ def split_stream(
         raise DataError(f"{path} would be overwritten by its own split; rename it or use --out-dir")
     total = _count_ordered(path, progress)
     n_train = int(total * train_fraction)
+    if total == 0:
+        raise DataError(f"{path}: no events to split")
+    if n_train == 0:
+        raise DataError(
+            f"{path}: {total} events leave no training part at a train fraction of {train_fraction}"
+        )
     advance = tracker(progress, f"splitting {path.name}", total)
     last_train_ts = first_test_ts = None
     with RecordedWriter(train_path) as train, RecordedWriter(test_path) as test:

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from streamrec.models.scorer import session_options
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.engine import RerankBatch
 
 
@@ -44,12 +45,13 @@ class TeacherReranker:
     @classmethod
     def load(cls, artifacts: Path, *, threads: int = 1) -> TeacherReranker:
         """The teacher of an artifacts directory, versioned like its student."""
-        manifest = artifacts / "manifest.json"
+        layout = Artifacts(artifacts)
         version = ""
-        if manifest.is_file():
-            version = json.loads(manifest.read_text(encoding="utf-8"))["model_version"]
-        path = artifacts / "teacher.onnx"
-        return cls(path, threads=threads, model_version=f"{version}-teacher" if version else "")
+        if layout.manifest.is_file():
+            version = json.loads(layout.manifest.read_text(encoding="utf-8"))["model_version"]
+        return cls(
+            layout.teacher, threads=threads, model_version=f"{version}-teacher" if version else ""
+        )
 
     def score_batch(self, batch: RerankBatch) -> np.ndarray:
         """Teacher logits for every row of the batch, in row order."""

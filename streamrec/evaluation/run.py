@@ -40,10 +40,9 @@ from streamrec.evaluation.variants import (
     warmup_filter,
 )
 from streamrec.index.vectors import load_vectors
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.engine import BatchReranker, Reranker
 from streamrec.streams.recorded import read_events
-
-ITEM_VECTORS = "item_vectors.npz"
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class Inputs:
 
 
 def load_inputs(test_path: Path, warmup_path: Path | None, artifacts: Path) -> Inputs:
-    vectors_path = artifacts / ITEM_VECTORS
+    vectors_path = Artifacts(artifacts).item_vectors
     if not vectors_path.is_file():
         raise FileNotFoundError(f"{vectors_path}: missing (run `streamrec train` first)")
     catalog_ids, catalog_vectors = load_vectors(vectors_path)

@@ -19,6 +19,7 @@ import numpy as np
 from streamrec.evaluation.baselines import Popularity
 from streamrec.evaluation.prequential import Batch, History, Vocab
 from streamrec.models.sasrec_scorer import CLICK, SAVE, SasrecFileError, SasrecScorer, left_pad
+from streamrec.streams.core.artifacts import Artifacts
 
 NAME = "sasrec"
 CALL_ROWS = 256  # users per ONNX call (the measured batch; fewer per call when fewer wanted)
@@ -86,7 +87,8 @@ def sasrec_baseline(
 ) -> SasrecBaseline | str:
     """The baseline from the artifacts' trained SASRec, or why there is none."""
     try:
-        scorer = SasrecScorer.load(artifacts, threads=1)
+        layout = Artifacts(artifacts)
+        scorer = SasrecScorer.load(layout.sasrec, layout.sasrec_meta, threads=1)
     except SasrecFileError as exc:
         return f"SASRec was not trained: {exc}"
     return SasrecBaseline(history, items, k, scorer)

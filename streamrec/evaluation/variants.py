@@ -28,6 +28,7 @@ import numpy as np
 from streamrec.config import Settings
 from streamrec.evaluation.prequential import Batch, Vocab
 from streamrec.evaluation.rerankers import TeacherReranker
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import BatchReranker, Engine, RerankBatch, Reranker
 from streamrec.streams.core.features import FEATURE_NAMES
@@ -36,13 +37,20 @@ from streamrec.streams.core.state import UserState
 from streamrec.streams.wire import Event, Recommendation, pack
 
 RULES = ("decayed", "multi")
+#: Each reranker's file, by its key in :meth:`Artifacts.files` ("": none, retrieval order).
 RERANKERS = {
-    "student": "reranker.onnx",
-    "int8": "reranker.int8.onnx",
-    "teacher": "teacher.onnx",
+    "student": "reranker",
+    "int8": "reranker_int8",
+    "teacher": "teacher",
     "covis": "",
     "none": "",
 }
+
+
+def reranker_file(artifacts: Path, reranker: str) -> Path | None:
+    """The file of a variant's reranker (``student``...) in ``artifacts``; None for none."""
+    key = RERANKERS[reranker]
+    return Artifacts(artifacts).files()[key] if key else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +77,9 @@ class Variant:
 
     def missing(self, artifacts: Path) -> str | None:
         """Why this variant cannot run on these artifacts (None when it can)."""
-        file = RERANKERS[self.reranker]
-        if file and not (artifacts / file).is_file():
-            return f"{artifacts / file} does not exist"
+        file = reranker_file(artifacts, self.reranker)
+        if file is not None and not file.is_file():
+            return f"{file} does not exist"
         return None
 
 
@@ -100,9 +108,9 @@ def served_variant(settings: Settings, artifacts: Path) -> Variant | None:
     worker does). None when that file is one no variant names. The replay differs from the
     worker only in the protocol: batch-start statistics, and no popularity seed when it
     warms up on the training stream."""
-    file = settings.engine_reranker
-    if file and (artifacts / file).is_file():
-        named = [r for r, f in RERANKERS.items() if f == file and r != "teacher"]
+    file = Artifacts(artifacts).model(settings.engine_reranker)
+    if file is not None and file.is_file():
+        named = [r for r in RERANKERS if r != "teacher" and reranker_file(artifacts, r) == file]
         return Variant(settings.engine_rule, named[0]) if named else None
     return Variant(settings.engine_rule, "none")
 
@@ -144,7 +152,8 @@ def load_reranker(
         return TeacherReranker.load(artifacts, threads=threads)
     from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
 
-    path = artifacts / RERANKERS[variant.reranker]
+    path = reranker_file(artifacts, variant.reranker)
+    assert path is not None  # none and covis returned above
     return Scorer.load(path, FEATURE_NAMES, device=engine.config.device, threads=threads)
 
 

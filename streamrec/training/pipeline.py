@@ -52,22 +52,15 @@ from streamrec.models.export import (
 from streamrec.models.metadata import ModelMetadata
 from streamrec.models.metrics import ndcg_hr_at_k, retrieval_order_scores
 from streamrec.models.ranking_data import RankingGroups
-from streamrec.models.sasrec_scorer import SASREC_META, SASREC_ONNX
 from streamrec.models.scorer import Scorer
 from streamrec.models.student import Student
 from streamrec.models.teacher import Teacher
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import (
-    COVIS_FILE,
-    INDEX_DIR,
-    MANIFEST,
-    POPULAR_FILE,
-    covis_params,
-    rule_of,
-)
+from streamrec.streams.core.loader import covis_params, rule_of
 from streamrec.streams.core.popular import Popular
 from streamrec.training.config import LATENCY_CANDIDATES, TrainingConfig
 from streamrec.training.examples import GroupRequest, replay_and_log
@@ -76,11 +69,6 @@ from streamrec.training.report import gate_checks
 from streamrec.training.sasrec import train_sasrec
 from streamrec.training.stream import TrainingStream
 
-ITEM_VECTORS = "item_vectors.npz"
-RERANKER = "reranker.onnx"
-RERANKER_INT8 = "reranker.int8.onnx"
-TEACHER = "teacher.onnx"
-REPORT = "report.json"
 VALID_FRAC = 0.1  # latest share of the learning groups that picks each model's best epoch
 
 
@@ -119,6 +107,7 @@ def _train(
 ) -> dict[str, Any]:
     make_deterministic(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
+    out = Artifacts(out_dir)
     engine_config = EngineConfig.from_settings(settings)
     rule = rule_of(engine_config)
     clock: dict[str, float] = {}
@@ -132,21 +121,19 @@ def _train(
     t0 = time.perf_counter()
     item_ids, seqs, weights = stream.item_sequences(rule.weight)
     vectors = train_item_embeddings(seqs, weights, len(item_ids), config.embedding)
-    save_vectors(out_dir / ITEM_VECTORS, item_ids, vectors)
+    save_vectors(out.item_vectors, item_ids, vectors)
     index = build_index(
         item_ids, vectors, kind=settings.index_kind, metric="ip", device="cpu",
         **settings.index_params,
     )  # fmt: skip
-    index.save(out_dir / INDEX_DIR)
+    index.save(out.index)
     clock["embeddings_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     learn, held_out, popular = _log_groups(stream, index, engine_config, item_ids, config, progress)
-    popular.save(out_dir / POPULAR_FILE)  # workers seed cold users' lists from it
+    popular.save(out.popular)  # workers seed cold users' lists from it
     # and their co-visitation, when it is on
-    CoVisitation.from_events(stream.events, **covis_params(engine_config)).save(
-        out_dir / COVIS_FILE
-    )
+    CoVisitation.from_events(stream.events, **covis_params(engine_config)).save(out.covis)
     clock["replay_s"] = time.perf_counter() - t0
     n_valid = max(1, int(len(learn) * VALID_FRAC))
     train_groups = learn.subset(np.arange(len(learn) - n_valid))
@@ -180,21 +167,21 @@ def _train(
     model_version = f"{data_sha[:12]}-s{config.seed}"
     metadata = ModelMetadata(FEATURE_NAMES, model_version, data_sha)
     probe = _probe(held_out if len(held_out) else learn, vectors)
-    parity = _export(out_dir, student, teacher, probe, metadata)
+    parity = _export(out, student, teacher, probe, metadata)
     clock["export_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    fp32 = Scorer.load(out_dir / RERANKER, FEATURE_NAMES, device="cpu")
-    int8 = Scorer.load(out_dir / RERANKER_INT8, FEATURE_NAMES, device="cpu")
+    fp32 = Scorer.load(out.reranker, FEATURE_NAMES, device="cpu")
+    int8 = Scorer.load(out.reranker_int8, FEATURE_NAMES, device="cpu")
     quality = _quality(held_out, teacher, vectors, fp32, int8)
-    latency, faster = _latency(probe, teacher, out_dir / TEACHER, fp32, int8, config, progress)
+    latency, faster = _latency(probe, teacher, out.teacher, fp32, int8, config, progress)
     clock["evaluate_s"] = time.perf_counter() - t0
 
     metrics = {f"{model}.{k}": v for model, q in quality.items() for k, v in q.items()}
     metrics.update({f"latency.{m}.p99_ms": v["p99_ms"] for m, v in latency.items()})
     final = ModelMetadata(FEATURE_NAMES, model_version, data_sha, metrics)
-    for name in (RERANKER, RERANKER_INT8):
-        write_metadata(out_dir / name, final)
+    for path in (out.reranker, out.reranker_int8):
+        write_metadata(path, final)
     checks = gate_checks(
         quality, faster, min_quality=config.gate_quality, min_speedup=config.gate_speedup
     )
@@ -203,7 +190,7 @@ def _train(
         "checks": [asdict(c) for c in checks],
     }
     t0 = time.perf_counter()
-    sasrec = _sasrec(stream, out_dir, config, progress)
+    sasrec = _sasrec(stream, out, config, progress)
     clock["sasrec_s"] = time.perf_counter() - t0
     clock["total_s"] = time.perf_counter() - started
     report = {
@@ -234,7 +221,7 @@ def _train(
         "seconds": {k: round(v, 2) for k, v in clock.items()},
         "config": _jsonable(asdict(config)),
     }
-    (out_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    out.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     manifest = {
         "model_version": model_version,
         "feature_names": list(FEATURE_NAMES),
@@ -243,15 +230,9 @@ def _train(
         "training_data_sha256": data_sha,
         "items": len(item_ids),
         "files": {
-            "item_vectors": ITEM_VECTORS,
-            "index": INDEX_DIR,
-            "reranker": RERANKER,
-            "reranker_int8": RERANKER_INT8,
-            "teacher": TEACHER,
-            "popular": POPULAR_FILE,
-            "covis": COVIS_FILE,
-            "report": REPORT,
-            **({"sasrec": SASREC_ONNX, "sasrec_meta": SASREC_META} if sasrec["trained"] else {}),
+            key: path.name
+            for key, path in out.files().items()
+            if sasrec["trained"] or path not in (out.sasrec, out.sasrec_meta)
         },
         "engine": _jsonable(
             {f.name: getattr(engine_config, f.name) for f in fields(engine_config)}
@@ -263,24 +244,24 @@ def _train(
             "failed": [c for c in gate["checks"] if not c["passed"]],
         },
     }
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    out.manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return report
 
 
 def _sasrec(
-    stream: TrainingStream, out_dir: Path, config: TrainingConfig, progress: Progress | None
+    stream: TrainingStream, out: Artifacts, config: TrainingConfig, progress: Progress | None
 ) -> dict[str, Any]:
     """Train SASRec on its own torch threads (the report's entry), or say it is off; a
     previous run's SASRec files are removed then, so `evaluate` never loads a stale one."""
     if config.sasrec is None:
-        for name in (SASREC_ONNX, SASREC_META):
-            (out_dir / name).unlink(missing_ok=True)
+        for path in (out.sasrec, out.sasrec_meta):
+            path.unlink(missing_ok=True)
         return {"trained": False, "why": "train_sasrec_enabled is off"}
     threads = torch.get_num_threads()
     torch.set_num_threads(config.sasrec_threads)
     try:
         advance = tracker(progress, "training SASRec (epochs)", config.sasrec.max_epochs)
-        return train_sasrec(stream.events, stream.split, out_dir, config.sasrec, advance)
+        return train_sasrec(stream.events, stream.split, out, config.sasrec, advance)
     finally:
         torch.set_num_threads(threads)
 
@@ -350,7 +331,7 @@ def _probe(groups: RankingGroups, vectors: np.ndarray) -> dict[str, torch.Tensor
 
 
 def _export(
-    out_dir: Path,
+    out: Artifacts,
     student: Student,
     teacher: Teacher,
     probe: dict[str, torch.Tensor],
@@ -358,11 +339,11 @@ def _export(
 ) -> dict[str, float]:
     """Write the three ONNX files; the fp32 ones must pass the parity check."""
     rows = {"features": probe["features"][0]}
-    export_onnx(student, rows, out_dir / RERANKER, metadata)
-    student_diff = check_parity(student, rows, out_dir / RERANKER)
-    quantize_int8(out_dir / RERANKER, out_dir / RERANKER_INT8, metadata)
-    export_onnx(teacher, probe, out_dir / TEACHER, dynamic_axes=Teacher.ONNX_AXES)
-    teacher_diff = check_parity(teacher, probe, out_dir / TEACHER)
+    export_onnx(student, rows, out.reranker, metadata)
+    student_diff = check_parity(student, rows, out.reranker)
+    quantize_int8(out.reranker, out.reranker_int8, metadata)
+    export_onnx(teacher, probe, out.teacher, dynamic_axes=Teacher.ONNX_AXES)
+    teacher_diff = check_parity(teacher, probe, out.teacher)
     return {"student_fp32": student_diff, "teacher": teacher_diff}
 
 

@@ -10,7 +10,6 @@ last ``seq_len`` events and must match PyTorch within the parity tolerance.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,8 @@ import torch
 from streamrec.data.files import Advance
 from streamrec.models.export import check_parity, export_onnx
 from streamrec.models.sasrec import FitResult, LastScores, SasrecConfig, action_code, fit_sasrec
-from streamrec.models.sasrec_scorer import SASREC_META, SASREC_ONNX, left_pad
+from streamrec.models.sasrec_scorer import left_pad
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.wire import Event
 
 ONNX_AXES = {"items": (0,), "actions": (0,), "score": (0,)}
@@ -53,7 +53,7 @@ def user_sequences(
 def train_sasrec(
     events: list[Event],
     split: int,
-    out_dir: Path,
+    out: Artifacts,
     config: SasrecConfig,
     advance: Advance | None = None,
 ) -> dict[str, Any]:
@@ -62,11 +62,11 @@ def train_sasrec(
     result = fit_sasrec(items, actions, valid_from, len(item_ids), config, advance)
     probe = _probe(items, actions, config.seq_len)
     head = LastScores(result.model)
-    export_onnx(head, probe, out_dir / SASREC_ONNX, dynamic_axes=ONNX_AXES)
-    parity = check_parity(head, probe, out_dir / SASREC_ONNX)
+    export_onnx(head, probe, out.sasrec, dynamic_axes=ONNX_AXES)
+    parity = check_parity(head, probe, out.sasrec)
     entry = _entry(result, config, parity, len(item_ids))
     meta = {**entry, "seq_len": config.seq_len, "item_ids": item_ids}
-    (out_dir / SASREC_META).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+    out.sasrec_meta.write_text(json.dumps(meta) + "\n", encoding="utf-8")
     return entry
 
 

@@ -19,20 +19,13 @@ import faiss
 
 from streamrec.config import Settings
 from streamrec.index import load_index
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.rules import UpdateRule, make_rule
-
-INDEX_DIR = "index"
-#: Recently-popular counts at the end of the training stream (:meth:`Popular.save`).
-POPULAR_FILE = "popular.msgpack"
-#: Co-visitation statistics of the training stream (:meth:`CoVisitation.save`).
-COVIS_FILE = "covis.npz"
-#: What `streamrec train` wrote, its gate's verdict included (``gate.passed``, ``gate.failed``).
-MANIFEST = "manifest.json"
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +50,7 @@ def gate_failure(artifacts: Path) -> str | None:
     """Why the artifacts' model must not be served, in one line naming the failed gate
     checks; None when it passed or nothing says (no manifest, or one without a ``gate``:
     artifacts assembled by hand or by an older `streamrec train`)."""
-    manifest = artifacts / MANIFEST
+    manifest = Artifacts(artifacts).manifest
     if not manifest.is_file():
         return None
     try:
@@ -119,7 +112,7 @@ def covisitation(artifacts: Path, config: EngineConfig, catalog: int) -> CoVisit
             8 * config.covis_neighbours + 16,
         )
     params = covis_params(config)
-    seed = artifacts / COVIS_FILE
+    seed = Artifacts(artifacts).covis
     if config.popular_seed and seed.is_file():
         return CoVisitation.load(seed, **params)
     return CoVisitation(**params)
@@ -138,9 +131,10 @@ def load_engine(
     ``config.popular_seed`` is on, else empty.
     """
     artifacts = Path(artifacts_dir)
+    layout = Artifacts(artifacts)
     config = config or EngineConfig.from_settings(settings)
     faiss.omp_set_num_threads(config.threads)
-    index_dir = artifacts / INDEX_DIR
+    index_dir = layout.index
     if not index_dir.is_dir():
         raise FileNotFoundError(f"{artifacts}: no index/ directory (run `streamrec train` first)")
     index = load_index(  # search-time knobs follow the settings, not the build's
@@ -151,13 +145,13 @@ def load_engine(
         blas_threshold=settings.index_blas_threshold,
     )
     scorer = None
-    reranker = artifacts / settings.engine_reranker if settings.engine_reranker else None
+    reranker = layout.model(settings.engine_reranker)
     if reranker is not None and reranker.is_file():
         check_gate(artifacts, settings.allow_failed_model)
         from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
 
         scorer = Scorer.load(reranker, FEATURE_NAMES, device=config.device, threads=config.threads)
-    seed = artifacts / POPULAR_FILE
+    seed = layout.popular
     if config.popular_seed and seed.is_file():
         popular = Popular.load(
             seed, half_life_s=config.popular_half_life_s, top_n=config.popular_top

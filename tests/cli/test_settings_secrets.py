@@ -1,5 +1,5 @@
-"""``streamrec settings`` never prints a secret: the SASL password and the HTTP token show
-as ******** whether they are set or not."""
+"""``streamrec settings`` never prints a secret: the SASL password and the HTTP tokens show
+as ******** whether they are set or not; nor does a dump of the settings object."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import os
 import subprocess
 import sys
 
-SECRET_ROWS = ("STREAMREC_KAFKA_SASL_PASSWORD", "STREAMREC_WORKER_AUTH_TOKEN")
+import pytest
+
+from streamrec.config import Settings
+
+SECRET_ROWS = (
+    "STREAMREC_KAFKA_SASL_PASSWORD",
+    "STREAMREC_WORKER_AUTH_TOKEN",
+    "STREAMREC_WORKER_METRICS_TOKEN",
+)
 
 
 def settings_output(**env: str) -> str:
@@ -36,6 +44,7 @@ def test_secrets_show_masked_when_set_and_when_not() -> None:
         STREAMREC_KAFKA_SASL_USERNAME="alice",
         STREAMREC_KAFKA_SASL_PASSWORD=password,
         STREAMREC_WORKER_AUTH_TOKEN=token,
+        STREAMREC_WORKER_METRICS_TOKEN=f"{token}-metrics",
     )
     assert password not in shown and token not in shown
     assert {var: cells[:2] for var, cells in rows(shown).items()} == dict.fromkeys(
@@ -45,3 +54,24 @@ def test_secrets_show_masked_when_set_and_when_not() -> None:
     assert {var: cells[:2] for var, cells in unset.items()} == dict.fromkeys(
         SECRET_ROWS, ["********", "********"]
     )
+
+
+def test_a_settings_dump_masks_the_tokens_and_reveal_gives_them_to_the_code_that_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token, scrape = "tok-5e8f3a1c4d", "scr-9b2e7d0f6a"
+    monkeypatch.setenv("STREAMREC_WORKER_AUTH_TOKEN", token)
+    settings = Settings(worker_metrics_token=scrape)
+    for dump in (
+        repr(settings),
+        str(settings),
+        settings.model_dump_json(),
+        str(settings.model_dump()),
+    ):
+        assert token not in dump and scrape not in dump
+    assert settings.reveal("worker_auth_token") == token
+    assert settings.reveal("worker_metrics_token") == scrape
+    monkeypatch.delenv("STREAMREC_WORKER_AUTH_TOKEN")
+    assert Settings().reveal("worker_auth_token") is None
+    with pytest.raises(ValueError, match="not a secret"):
+        settings.reveal("worker_web_host")

@@ -33,3 +33,14 @@ def test_bad_options_fail_with_one_line(tmp_path: Path) -> None:
     assert done.exit_code == 1 and "unknown variant '20m'" in done.output
     done = runner.invoke(app, ["data", "split", str(tmp_path / "missing.msgpack")])
     assert done.exit_code == 1 and "no such file" in done.output
+
+
+def test_split_of_an_empty_stream_fails_with_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.msgpack"
+    empty.write_bytes(b"")
+    done = runner.invoke(app, ["data", "split", str(empty)])
+    assert done.exit_code == 1
+    assert [line for line in done.output.splitlines() if "error" in line] == [
+        f"error: {empty}: no events to split"
+    ]
+    assert not (tmp_path / "empty.train.msgpack").exists()

@@ -49,6 +49,20 @@ def test_split_refuses_a_stream_that_goes_back_in_time(tmp_path: Path) -> None:
         split_stream(source, 0.8)
 
 
+@pytest.mark.parametrize(
+    ("n", "fraction", "why"),
+    [(0, 0.8, "no events to split"), (3, 0.2, "3 events leave no training part")],
+)
+def test_split_refuses_a_stream_too_short_for_a_training_part(
+    tmp_path: Path, n: int, fraction: float, why: str
+) -> None:
+    source = tmp_path / "feed.msgpack"
+    write_events(source, _events(n))
+    with pytest.raises(DataError, match=why):
+        split_stream(source, fraction)
+    assert not (tmp_path / "feed.train.msgpack").exists()  # nothing half-written
+
+
 def test_split_refuses_a_fraction_outside_zero_to_one(tmp_path: Path) -> None:
     source = tmp_path / "feed.msgpack"
     write_events(source, _events(10))

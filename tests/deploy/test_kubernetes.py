@@ -120,6 +120,31 @@ def test_annotation_scraping_needs_no_token():
     assert "STREAMREC_WORKER_METRICS_TOKEN" not in names
 
 
+def test_secrets_come_from_the_optional_secret_never_from_a_literal():
+    """The token and the SASL password are read from Secret `streamrec` when it has them
+    (optional: a cluster without SASL or a token starts as is); no secret setting is
+    written into the manifests."""
+    objects = base_objects()
+    (worker,) = one(objects, "StatefulSet")["spec"]["template"]["spec"]["containers"]
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in worker["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert refs == {
+        "STREAMREC_WORKER_AUTH_TOKEN": {"name": "streamrec", "key": "token", "optional": True},
+        "STREAMREC_KAFKA_SASL_PASSWORD": {
+            "name": "streamrec",
+            "key": "kafka-password",
+            "optional": True,
+        },
+    }
+    secrets = {f"STREAMREC_{n.upper()}" for n in Settings.model_fields if Settings.is_secret(n)}
+    assert set(refs) <= secrets
+    literal = {e["name"] for e in worker["env"] if "value" in e}
+    assert not secrets & (literal | set(one(objects, "ConfigMap")["data"]))
+
+
 def test_pods_run_as_the_images_non_root_user_without_privileges():
     pod = one(base_objects(), "StatefulSet")["spec"]["template"]["spec"]
     (worker,) = pod["containers"]

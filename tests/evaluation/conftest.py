@@ -11,6 +11,7 @@ import pytest
 from streamrec.index import build_index
 from streamrec.index.vectors import save_vectors
 from streamrec.models.sasrec import SasrecConfig
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.recorded import read_events, write_events
 from streamrec.streams.wire import Event
 from streamrec.training.sasrec import train_sasrec
@@ -32,10 +33,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     vectors = centres[label] + 0.4 * rng.standard_normal((N_ITEMS, DIM))
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
     ids = [f"i{i}" for i in range(N_ITEMS)]
-    artifacts = root / "artifacts"
-    save_vectors(artifacts / "item_vectors.npz", ids, vectors)
-    build_index(ids, vectors, kind="flat", device="cpu").save(artifacts / "index")
-    _export_student(artifacts / "reranker.onnx")
+    artifacts = Artifacts(root / "artifacts")
+    save_vectors(artifacts.item_vectors, ids, vectors)
+    build_index(ids, vectors, kind="flat", device="cpu").save(artifacts.index)
+    _export_student(artifacts.reranker)
     events = []
     n_events = 3000
     for n in range(n_events):
@@ -48,7 +49,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_events(root / "warm.msgpack", events[:1800])
     write_events(root / "test.msgpack", events[1800:])
     return {
-        "artifacts": artifacts,
+        "artifacts": artifacts.dir,
         "warmup": root / "warm.msgpack",
         "test": root / "test.msgpack",
         "root": root,
@@ -62,7 +63,7 @@ def sasrec_artifacts(world: dict[str, Path], tmp_path_factory: pytest.TempPathFa
     out = tmp_path_factory.mktemp("with-sasrec") / "artifacts"
     shutil.copytree(world["artifacts"], out)
     events = list(read_events(world["warmup"]))
-    train_sasrec(events, int(len(events) * 0.9), out, TINY_SASREC)
+    train_sasrec(events, int(len(events) * 0.9), Artifacts(out), TINY_SASREC)
     return out
 
 

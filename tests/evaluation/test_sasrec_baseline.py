@@ -14,6 +14,7 @@ from streamrec.evaluation.run import EvalOptions, evaluate
 from streamrec.evaluation.sasrec import SasrecBaseline, sasrec_baseline
 from streamrec.index.vectors import load_vectors
 from streamrec.models.sasrec_scorer import SasrecScorer
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.recorded import read_events
 from streamrec.streams.wire import Event
 
@@ -63,7 +64,8 @@ def test_ranks_the_whole_catalog_minus_seen_items_with_the_models_scores(
 ) -> None:
     warmup, test = list(read_events(world["warmup"])), list(read_events(world["test"]))
     outcome, held, history = _replay(sasrec_artifacts, warmup, test)
-    scorer = SasrecScorer.load(sasrec_artifacts)
+    layout = Artifacts(sasrec_artifacts)
+    scorer = SasrecScorer.load(layout.sasrec, layout.sasrec_meta)
     pos = max(outcome.traces)
     user = int(held.users[pos])
     mine = history.items[user][: history.items[user].index(int(held.items[pos])) + 1]

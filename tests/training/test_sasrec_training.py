@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from streamrec.config import Settings
 from streamrec.data.synth import SynthConfig, generate
-from streamrec.models.sasrec_scorer import SASREC_META, SASREC_ONNX, SasrecScorer, left_pad
+from streamrec.models.sasrec_scorer import SasrecScorer, left_pad
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.recorded import read_events
 from streamrec.training.config import TrainingConfig
 from streamrec.training.pipeline import train
-
-TINY = {
-    "train_quick_examples": 400,
-    "train_quick_eval_events": 200,
-    "train_quick_epochs": 1,
-    "train_latency_runs": 50,
-    "train_embedding_dim": 16,
-    "train_teacher_hidden": 16,
-    "train_teacher_mlp": 32,
-    "engine_candidates": 50,
-    "train_sasrec_quick_epochs": 2,
-}
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +27,9 @@ def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_train_writes_a_loadable_sasrec_with_its_validation_curve(
-    events_file: Path, tmp_path: Path
+    events_file: Path, tmp_path: Path, tiny: dict[str, Any]
 ) -> None:
-    settings = Settings(**TINY)
+    settings = Settings(**tiny)
     report = train(
         events_file, tmp_path, settings, TrainingConfig.from_settings(settings, quick=True)
     )
@@ -50,9 +40,10 @@ def test_train_writes_a_loadable_sasrec_with_its_validation_curve(
     assert entry["parity_max_abs_diff"] <= 1e-4
     assert entry["config"]["dim"] == 16  # --quick trains a tiny one
     assert "sasrec_s" in report["seconds"]
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["files"]["sasrec"] == SASREC_ONNX
-    scorer = SasrecScorer.load(tmp_path)
+    out = Artifacts(tmp_path)
+    manifest = json.loads(out.manifest.read_text())
+    assert manifest["files"]["sasrec"] == out.sasrec.name
+    scorer = SasrecScorer.load(out.sasrec, out.sasrec_meta)
     ids = {e.item_id for e in read_events(events_file)}
     assert set(scorer.item_ids) == ids  # every item of the training file has a row
     window = left_pad(np.arange(1, 6), scorer.seq_len)[None]
@@ -60,14 +51,15 @@ def test_train_writes_a_loadable_sasrec_with_its_validation_curve(
 
 
 def test_switched_off_no_sasrec_is_written_and_a_stale_one_is_removed(
-    events_file: Path, tmp_path: Path
+    events_file: Path, tmp_path: Path, tiny: dict[str, Any]
 ) -> None:
-    (tmp_path / SASREC_ONNX).write_bytes(b"stale")
-    (tmp_path / SASREC_META).write_text("{}")
-    settings = Settings(**TINY, train_sasrec_enabled=False)
+    out = Artifacts(tmp_path)
+    out.sasrec.write_bytes(b"stale")
+    out.sasrec_meta.write_text("{}")
+    settings = Settings(**tiny, train_sasrec_enabled=False)
     report = train(
         events_file, tmp_path, settings, TrainingConfig.from_settings(settings, quick=True)
     )
     assert report["sasrec"] == {"trained": False, "why": "train_sasrec_enabled is off"}
-    assert not (tmp_path / SASREC_ONNX).exists() and not (tmp_path / SASREC_META).exists()
-    assert "sasrec" not in json.loads((tmp_path / "manifest.json").read_text())["files"]
+    assert not out.sasrec.exists() and not out.sasrec_meta.exists()
+    assert "sasrec" not in json.loads(out.manifest.read_text())["files"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,32 +18,16 @@ from streamrec.data.synth import SynthConfig, generate
 from streamrec.index.vectors import load_vectors
 from streamrec.models.export import read_metadata
 from streamrec.models.scorer import Scorer
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import (
-    POPULAR_FILE,
-    FailedModelError,
-    covis_params,
-    load_engine,
-)
+from streamrec.streams.core.loader import FailedModelError, covis_params, load_engine
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.state import UserState
 from streamrec.streams.recorded import read_events
 from streamrec.training.config import TrainingConfig
 from streamrec.training.pipeline import train
-
-#: Small enough to train in seconds, large enough for retrieval to find next items.
-TINY = {
-    "train_quick_examples": 400,
-    "train_quick_eval_events": 200,
-    "train_quick_epochs": 2,
-    "train_latency_runs": 50,
-    "train_embedding_dim": 16,
-    "train_teacher_hidden": 16,
-    "train_teacher_mlp": 32,
-    "engine_candidates": 50,
-}
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +38,10 @@ def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def settings() -> Settings:
+def settings(tiny: dict[str, Any]) -> Settings:
     # These tests judge what is written and that it serves, not the tiny model's quality:
     # a gate it misses on a busy machine must not stop the engine loading it.
-    return Settings(**TINY, allow_failed_model=True)
+    return Settings(**tiny, allow_failed_model=True)
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +66,22 @@ def test_writes_the_artifacts_layout(artifacts: tuple[Path, dict]) -> None:
     assert manifest["embedding_dim"] == 16
 
 
+def test_the_manifest_lists_every_file_of_the_layout_and_each_is_there(
+    artifacts: tuple[Path, dict],
+) -> None:
+    out, _ = artifacts
+    layout = Artifacts(out)
+    manifest = json.loads(layout.manifest.read_text())
+    assert manifest["files"] == {key: path.name for key, path in layout.files().items()}
+    assert all(path.exists() for path in layout.files().values())
+
+
 def test_writes_the_training_streams_popularity_so_cold_users_get_items_at_once(
     artifacts: tuple[Path, dict], events_file: Path, settings: Settings
 ) -> None:
     out, _ = artifacts
     config = EngineConfig.from_settings(settings)
-    saved = Popular.load(out / POPULAR_FILE)
+    saved = Popular.load(Artifacts(out).popular)
     expected = Popular.from_events(
         read_events(events_file),
         half_life_s=config.popular_half_life_s,
@@ -197,9 +192,9 @@ def test_same_seed_gives_the_same_models(
 
 
 def test_cli_exits_non_zero_naming_the_missed_gate(
-    tmp_path: Path, events_file: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, events_file: Path, monkeypatch: pytest.MonkeyPatch, tiny: dict[str, Any]
 ) -> None:
-    for key, value in TINY.items():
+    for key, value in tiny.items():
         monkeypatch.setenv(f"STREAMREC_{key.upper()}", str(value))
     monkeypatch.setenv("STREAMREC_TRAIN_GATE_SPEEDUP", "1000000")  # no model is that fast
     result = CliRunner().invoke(
@@ -214,7 +209,7 @@ def test_cli_exits_non_zero_naming_the_missed_gate(
     assert gate["passed"] is False
     assert "student is faster than the teacher" in [c["name"] for c in gate["failed"]]
     with pytest.raises(FailedModelError, match="student is faster than the teacher"):
-        load_engine(tmp_path, Settings(**TINY))
+        load_engine(tmp_path, Settings(**tiny))
 
 
 def test_cli_refuses_a_stream_too_short_to_split(tmp_path: Path) -> None:

@@ -265,11 +265,12 @@ def test_the_loader_seeds_co_visitation_from_the_artifacts(
     tmp_path: Path, index: CandidateIndex, make_stream: Callable[..., list[Event]]
 ) -> None:
     from streamrec.config import Settings
-    from streamrec.streams.core.loader import COVIS_FILE, load_engine
+    from streamrec.streams.core.artifacts import Artifacts
+    from streamrec.streams.core.loader import load_engine
 
     index.save(tmp_path / "index")
     events = make_stream(200, users=4)
-    CoVisitation.from_events(events).save(tmp_path / COVIS_FILE)
+    CoVisitation.from_events(events).save(Artifacts(tmp_path).covis)
     settings = Settings(engine_device="cpu", engine_covis_weight=2.0, engine_reranker="")
     seeded = load_engine(tmp_path, settings)
     assert seeded.covis is not None and len(seeded.covis) == len({e.item_id for e in events})

@@ -71,7 +71,7 @@ def test_gpu_engine_serves_what_the_cpu_engine_serves(
 def test_popularity_starts_from_the_artifacts_so_cold_users_are_served_at_once(
     tmp_path: Path, index: CandidateIndex
 ) -> None:
-    from streamrec.streams.core.loader import POPULAR_FILE
+    from streamrec.streams.core.artifacts import Artifacts
     from streamrec.streams.core.popular import Popular
 
     art = artifacts(tmp_path, index, None)
@@ -81,7 +81,7 @@ def test_popularity_starts_from_the_artifacts_so_cold_users_are_served_at_once(
     ]
     Popular.from_events(
         seen, half_life_s=86400.0, top_n=100, action_weights={"click": 1.0, "save": 2.0}
-    ).save(art / POPULAR_FILE)
+    ).save(Artifacts(art).popular)
     settings = Settings(engine_device="cpu", engine_cold_threshold=5, engine_k=3)
     engine = load_engine(art, settings)
     [rec] = engine.process([Event("n", "new", "item0", "click", 50_000)], {})

@@ -12,7 +12,8 @@ import pytest
 
 from streamrec.config import Settings
 from streamrec.index import CandidateIndex
-from streamrec.streams.core.loader import MANIFEST, FailedModelError, load_engine
+from streamrec.streams.core.artifacts import Artifacts
+from streamrec.streams.core.loader import FailedModelError, load_engine
 
 SLOW = {
     "name": "student is faster than the teacher",
@@ -32,7 +33,7 @@ def trained(tmp_path: Path, index: CandidateIndex, reranker: Path, gate: dict | 
     index.save(tmp_path / "index")
     shutil.copy(reranker, tmp_path / "reranker.onnx")
     manifest = {"model_version": "core-test"} | ({"gate": gate} if gate is not None else {})
-    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    Artifacts(tmp_path).manifest.write_text(json.dumps(manifest))
     return tmp_path
 
 
