@@ -5,7 +5,7 @@ Per micro-batch (``stream.take_events(max_batch, within=window)``):
 1. decode and validate every record (wire format, key = user_id, ``ts`` inside the
    accepted window); a bad one goes to the DLQ with its reason, its bytes (cut to a bounded
    size) and topic/partition/offset — never a crash, never a silent drop (a batch that
-   fails later, e.g. on a bug, goes there too, reason ``processing_failed``);
+   fails while computing, e.g. on a bug, goes there too, reason ``processing_failed``);
 2. read the batch's users' states from table ``user_state`` (each in its own partition);
 3. ``engine.process`` on the compute thread — per A/B variant, each user's events through
    their variant's engine (streams/variants.py): state updates (an already-applied event id
@@ -20,26 +20,40 @@ Per micro-batch (``stream.take_events(max_batch, within=window)``):
    wait until the broker has acknowledged every recommendation of the batch;
 5. metrics.
 
-Crash safety (at-least-once emit, state applied once): Faust acks a batch's events when
-this body returns and commits acked offsets every ``worker_commit_interval_s``. Its
-pre-commit flush is not a barrier: ``ProducerBuffer.flush`` gives up after 0.1 s without
-a send and does not count the message being handed over, so a commit could pass
-recommendations still buffered in this process, and a ``kill -9`` then lost them for
-good. Waiting for the acknowledgements here closes that gap: an event's offset is
-committed only after its recommendation is on the broker. The buffer is one FIFO, so the
-batch's changelog writes, queued before the recommendations, were handed to the Kafka
-client before them, and the commit's client flush waits for those. A crash redelivers
-the uncommitted tail: its events get their recommendation again (a duplicate message is
-possible, a missing one is not), while the stored applied ids keep them from being
-applied twice.
+**Pipelined.** Steps 1-3 of batch n+1 run while step 4 of batch n waits for the broker
+(:func:`_write_out`, a task of its own): the compute thread does not idle during emit. At
+most one batch is being written out beyond the one computing: batch n+1's write-out starts
+only once batch n's has finished, so deltas, states and recommendations reach the broker
+in batch order. Batch n's states and latest lists are kept as maps (:class:`Output`) until
+they are in the tables; batch n+1 reads its users' states and last lists there first, so
+a user's state built by batch n is the one batch n+1 starts from, stored or not. The maps
+are taken before batch n+1's engine runs: it cannot change what batch n stores.
+
+Crash safety (at-least-once emit, state applied once): Faust acks a batch's events when the
+agent takes the next batch and commits acked offsets every ``worker_commit_interval_s``.
+Here that ack is deferred (:func:`~streamrec.streams.runtime.defer_ack`): a batch's events
+become committable only when its write-out has finished — its delta, changelog writes and
+every recommendation acknowledged (:func:`~streamrec.streams.runtime.release`). Faust's
+pre-commit flush is not a barrier (``ProducerBuffer.flush`` gives up after 0.1 s without a
+send and does not count the message being handed over), so without this a commit could
+pass recommendations still buffered in this process, and a ``kill -9`` then lost them for
+good. The buffer is one FIFO, so the batch's changelog writes, queued before the
+recommendations, were handed to the Kafka client before them, and the commit's client
+flush waits for those. A crash redelivers the uncommitted tail: its events get their
+recommendation again (a duplicate message is possible, a missing one is not), while the
+stored applied ids keep them from being applied twice. A deferred batch counts as in
+flight for the consumer, so a rebalance waits for its write-out.
 
 Nothing is committed that was not processed: Faust's ``take_events`` acks a batch's events
 even when the agent raises, so Faust's restart of a crashed agent used to commit past
-events it never answered. Here a batch that cannot be finished — its DLQ records refused
-by the broker after ``worker_dlq_send_attempts`` tries, an unexpected error, a
-cancellation at shutdown — is *held back* (:func:`~streamrec.streams.runtime.hold_back`):
-its offsets never become committable, and on an error the worker stops loudly (exit
-status 1) so its partitions are redelivered from the first unfinished event.
+events it never answered. Here a batch that cannot be finished — its write-out failing
+(the broker or the store, not the batch: its delta, states or recommendations not taken,
+its DLQ records refused after ``worker_dlq_send_attempts`` tries), an unexpected error, a
+cancellation at shutdown (the batch being written out too) — is *held back*
+(:func:`~streamrec.streams.runtime.hold_back`): its offsets never become committable, and
+on an error the worker stops loudly (exit status 1) so its partitions are redelivered
+from the first unfinished event. A failure while computing (steps 1-3: a bug) sends the
+batch's valid events to the DLQ instead, reason ``processing_failed``.
 """
 
 from __future__ import annotations
@@ -48,18 +62,48 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from faust.types import EventT, Message, StreamT
 
 from streamrec.streams.core.engine import PERSONALIZED, POPULAR
 from streamrec.streams.core.state import UserState
+from streamrec.streams.core.statistics import StatsDelta
 from streamrec.streams.dlq import KEY_MISMATCH, PROCESSING_FAILED
 from streamrec.streams.live import LiveConfig, LiveMetrics, Served, applied_flags, score_batch
-from streamrec.streams.runtime import Runtime, hold_back, in_partition_of
+from streamrec.streams.runtime import Runtime, defer_ack, hold_back, in_partition_of, release
 from streamrec.streams.variants import Experiment, VariantEngines
 from streamrec.streams.wire import Event, InvalidRecord, Recommendation, decode_event, pack
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Output:
+    """A computed micro-batch's outputs, from its compute until they are on the broker."""
+
+    #: The event of each user that places the user's state (its partition).
+    owner: dict[str, EventT]
+    #: Each valid event's Kafka timestamp (s), for event -> emit latency.
+    arrived: list[float]
+    recs: list[Recommendation]
+    deltas: Sequence[StatsDelta]
+    #: user -> state map and user -> latest recommendation map, to store. Until they are
+    #: in the tables (``stored``), the next batch reads its users' states and last lists here.
+    states: dict[str, dict[str, Any]]
+    latest: dict[str, dict[str, Any]]
+    stored: bool = False
+
+
+@dataclass
+class Work:
+    """One micro-batch: its events, its rejects (for the DLQ) and, unless the compute
+    failed, its outputs."""
+
+    batch: Sequence[EventT]
+    rejects: list[tuple[Message, str, str]]
+    output: Output | None = None
 
 
 def register(rt: Runtime) -> None:
@@ -77,70 +121,141 @@ def register(rt: Runtime) -> None:
         )
         await rt.global_stats.attach(engine)  # waits for the global statistics to catch up
         window_s = s.worker_batch_window_ms / 1000
-        # take_events (not take): each event's message says where its user's state lives.
-        async for batch in stream.take_events(s.worker_max_batch, window_s):  # type: ignore[attr-defined]
-            try:
-                await _handle(rt, engine, live, batch)
-            except BaseException as exc:
-                hold_back(batch)
-                if not isinstance(exc, asyncio.CancelledError):
-                    log.critical(
-                        "stopping: a micro-batch of %d events could not be finished (%s: %s); "
-                        "its offsets are not committed, so its events are redelivered",
-                        len(batch),
-                        type(exc).__name__,
-                        exc,
-                    )
-                    await rt.app.crash(exc)
-                raise
+        #: The batch whose outputs are on their way to the broker (at most one).
+        writing: asyncio.Task[None] | None = None
+        previous: Output | None = None
+        try:
+            # take_events (not take): each event's message says where its user's state lives.
+            async for batch in stream.take_events(s.worker_max_batch, window_s):  # type: ignore[attr-defined]
+                defer_ack(batch)  # acked by _write_out, once its outputs are on the broker
+                try:
+                    work = await _compute(rt, engine, live, batch, previous)
+                    if writing is not None:
+                        await writing  # the bound: one batch in flight beyond this one
+                except BaseException as exc:
+                    if _failed_with(writing, exc):  # it has stopped the worker already
+                        hold_back(batch)
+                    else:
+                        await _give_up(rt, batch, exc)
+                    raise
+                writing = asyncio.ensure_future(_write_out(rt, stream, work))
+                previous = work.output
+        except BaseException:
+            if writing is not None:
+                writing.cancel()  # its batch is held back: redelivered, answered again
+            raise
+        if writing is not None:
+            await writing
 
 
-async def _handle(
-    rt: Runtime, engine: VariantEngines, live: LiveMetrics, batch: Sequence[EventT]
-) -> None:
-    """One micro-batch: validate, personalize the valid events, dead-letter the rest; returns
-    once every output (recommendations, DLQ records) is on the broker."""
+def _failed_with(task: asyncio.Task[None] | None, exc: BaseException) -> bool:
+    """Whether ``task`` is done and failed with ``exc`` (not cancelled)."""
+    return task is not None and task.done() and not task.cancelled() and task.exception() is exc
+
+
+async def _give_up(rt: Runtime, batch: Sequence[EventT], exc: BaseException) -> None:
+    """``batch`` cannot be finished: hold it back and, unless the worker is stopping
+    anyway (a cancellation), stop it loudly."""
+    hold_back(batch)
+    if not isinstance(exc, asyncio.CancelledError):
+        log.critical(
+            "stopping: a micro-batch of %d events could not be finished (%s: %s); "
+            "its offsets are not committed, so its events are redelivered",
+            len(batch),
+            type(exc).__name__,
+            exc,
+        )
+        await rt.app.crash(exc)
+
+
+async def _compute(
+    rt: Runtime,
+    engine: VariantEngines,
+    live: LiveMetrics,
+    batch: Sequence[EventT],
+    previous: Output | None,
+) -> Work:
+    """Steps 1-3 of one micro-batch: validate, personalize the valid events (reading what
+    ``previous`` has not stored yet from it), score them live; a failure sends the valid
+    events to the DLQ instead."""
     with rt.metrics.stage("decode"):
         valid, rejects = _validate(rt, batch)
+    work = Work(batch, rejects)
     if valid:
         try:
-            await _personalize(rt, engine, live, valid)
-        except Exception as exc:  # a bug or a broken store must not drop the batch
+            work.output = await _personalize(rt, engine, live, valid, previous)
+        except Exception as exc:  # a bug must not drop the batch
             log.exception("micro-batch of %d events failed; sending it to the DLQ", len(valid))
             detail = f"{type(exc).__name__}: {exc}"
             rejects += [(raw.message, PROCESSING_FAILED, detail) for raw, _ in valid]
-    if rejects:
-        await rt.dead_letters.deliver(rejects)
+    return work
+
+
+async def _write_out(rt: Runtime, stream: StreamT, work: Work) -> None:
+    """Steps 4-5: publish, store, emit, dead-letter; then the batch's events are acked (so
+    committable). Anything that fails here — the broker or the store, not the batch —
+    stops the worker with the batch held back."""
+    try:
+        if work.output is not None:
+            await _emit(rt, work.output)
+        if work.rejects:
+            await rt.dead_letters.deliver(work.rejects)
+    except BaseException as exc:
+        await _give_up(rt, work.batch, exc)
+        raise
+    await release(stream, work.batch)
 
 
 async def _personalize(
-    rt: Runtime, engine: VariantEngines, live: LiveMetrics, valid: list[tuple[EventT, Event]]
-) -> None:
-    """Steps 2–5 for the valid events of one micro-batch."""
+    rt: Runtime,
+    engine: VariantEngines,
+    live: LiveMetrics,
+    valid: list[tuple[EventT, Event]],
+    previous: Output | None,
+) -> Output:
+    """Steps 2-3 for the valid events of one micro-batch."""
     # The last event of each user decides the partition its state lives in (all of a
     # user's events share one partition, as the key is the user id).
     owner = {event.user_id: raw for raw, event in valid}
     events = [event for _, event in valid]
+    unstored = previous if previous is not None and not previous.stored else None
     with rt.metrics.stage("state_read"):
-        states = _read_states(rt, owner)
+        states = _read_states(rt, owner, unstored)
     applied = applied_flags(events, states)  # before the engine updates the states
     with rt.metrics.stage("engine"):
         recs = await rt.run(engine.process, events, states)
+        deltas = engine.last_deltas  # this batch's, before the next batch's process
     for stage, seconds in engine.stage_seconds().items():
         rt.metrics.stage_seconds.labels(stage).observe(seconds)
+    unstored = previous if previous is not None and not previous.stored else None
     with rt.metrics.stage("live"):
         control = engine.experiment.control.name
-        served = _read_served(rt, owner, control)  # before this batch's lists replace them
+        served = _read_served(rt, owner, control, unstored)  # before this batch's lists
         arrived = [raw.message.timestamp for raw, _ in valid]
         live.record(*score_batch(events, arrived, applied, served, recs, control))
+    with rt.metrics.stage("snapshot"):  # maps, so the next batch's engine cannot touch them
+        latest = {rec.user_id: rec for rec in recs}
+        return Output(
+            owner,
+            arrived,
+            recs,
+            deltas,
+            {user: states[user].to_map() for user in owner},
+            {user: rec.to_map() for user, rec in latest.items()},
+        )
+
+
+async def _emit(rt: Runtime, out: Output) -> None:
+    """Steps 4-5: the statistics delta on the broker before the states are stored; the
+    tables, every recommendation, acknowledged; metrics."""
     with rt.metrics.stage("share"):  # on the broker before the states: streams/shared_stats.py
-        await rt.global_stats.publish(engine.last_deltas)
+        await rt.global_stats.publish(out.deltas)
     with rt.metrics.stage("emit"):
-        await _write_back(rt, owner, states, recs)
+        await _write_back(rt, out)
         sent_at = time.time()
-    for raw, _ in valid:
-        rt.metrics.event_to_emit_seconds.observe(max(0.0, sent_at - raw.message.timestamp))
-    rt.metrics.events_processed.inc(len(events))
+    for arrived in out.arrived:
+        rt.metrics.event_to_emit_seconds.observe(max(0.0, sent_at - arrived))
+    rt.metrics.events_processed.inc(len(out.recs))
 
 
 def _validate(
@@ -170,49 +285,53 @@ def _validate(
     return valid, rejects
 
 
-def _read_states(rt: Runtime, owner: dict[str, EventT]) -> dict[str, UserState]:
-    """The stored state of every user that has one (new users are created by the engine)."""
+def _read_states(
+    rt: Runtime, owner: dict[str, EventT], unstored: Output | None
+) -> dict[str, UserState]:
+    """The latest state of every user that has one: ``unstored``'s (the previous batch,
+    still being written) where it has the user, else the table's (new users are created by
+    the engine)."""
     states = {}
     for user_id, raw in owner.items():
-        with in_partition_of(raw):
-            stored = rt.user_state.get(user_id)
+        stored = unstored.states.get(user_id) if unstored is not None else None
+        if stored is None:
+            with in_partition_of(raw):
+                stored = rt.user_state.get(user_id)
         if stored is not None:
             states[user_id] = UserState.from_map(stored)
     return states
 
 
-def _read_served(rt: Runtime, owner: dict[str, EventT], default_variant: str) -> dict[str, Served]:
-    """The list each user of the batch was last served (table ``recs``), where there is one."""
+def _read_served(
+    rt: Runtime, owner: dict[str, EventT], default_variant: str, unstored: Output | None
+) -> dict[str, Served]:
+    """The list each user of the batch was last served (``unstored``'s, else table
+    ``recs``), where there is one."""
     served = {}
     for user_id, raw in owner.items():
-        with in_partition_of(raw):
-            stored = rt.recs.get(user_id)
+        stored = unstored.latest.get(user_id) if unstored is not None else None
+        if stored is None:
+            with in_partition_of(raw):
+                stored = rt.recs.get(user_id)
         if stored is not None:
             served[user_id] = Served.of_map(stored, default_variant)
     return served
 
 
-async def _write_back(
-    rt: Runtime,
-    owner: dict[str, EventT],
-    states: dict[str, UserState],
-    recs: list[Recommendation],
-) -> None:
+async def _write_back(rt: Runtime, out: Output) -> None:
     """Store states and latest recommendations, then emit every recommendation."""
-    latest: dict[str, Recommendation] = {}
-    for rec in recs:
-        latest[rec.user_id] = rec
-    for user_id, raw in owner.items():
+    for user_id, raw in out.owner.items():
         with in_partition_of(raw):
-            rt.user_state[user_id] = states[user_id].to_map()
-            if user_id in latest:
-                rt.recs[user_id] = latest[user_id].to_map()
+            rt.user_state[user_id] = out.states[user_id]
+            if user_id in out.latest:
+                rt.recs[user_id] = out.latest[user_id]
+    out.stored = True  # the next batch reads the tables from now on
     # Queued behind the changelog writes above; awaited so the batch's offsets are acked
     # (and so committed) only once every recommendation is on the broker.
     sent = [
         rt.recommendations.send_soon(key=rec.user_id.encode(), value=pack(rec.to_map()))
-        for rec in recs
+        for rec in out.recs
     ]
     await asyncio.gather(*sent)
-    for rec in recs:
+    for rec in out.recs:
         rt.metrics.recommendations.labels(rec.source).inc()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import faust
 from faust.streams import _current_event
-from faust.types import TP, EventT
+from faust.types import TP, EventT, StreamT
 
 from streamrec.config import Settings
 from streamrec.streams.codec import MSGPACK
@@ -84,6 +84,26 @@ def hold_back(batch: Sequence[EventT]) -> None:
     """
     for event in batch:
         event.message.acked = True
+
+
+def defer_ack(batch: Sequence[EventT]) -> None:
+    """Keep Faust's own ack of ``batch`` (when the agent takes the next batch) from making
+    its offsets committable: one more reference per message, dropped by :func:`release`
+    once the batch's outputs are on the broker (or never, when it is :func:`hold_back`).
+    Until then the consumer counts the messages as in flight, so a rebalance waits for them.
+
+    The conductor gives each message one reference per stream reading it; a message put
+    straight onto the agent's channel (Faust's ``test_context``) has none yet, and gets the
+    stream's one here too, so Faust's ack is never the final one."""
+    for event in batch:
+        event.message.incref(1 if event.message.refcount else 2)
+
+
+async def release(stream: StreamT, batch: Sequence[EventT]) -> None:
+    """The deferred ack of :func:`defer_ack`: ``batch``'s offsets become committable (a
+    held-back batch stays uncommitted: its messages count as acked already)."""
+    for event in batch:
+        await stream.ack(event)
 
 
 def rocksdb_options(settings: Settings) -> dict[str, int]:
