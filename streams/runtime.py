@@ -123,6 +123,17 @@ def rocksdb_options(settings: Settings) -> dict[str, int]:
     }
 
 
+class StoreOnlyTable(faust.Table):
+    """A table whose writes stay in this worker's own store: no changelog message, so
+    nothing to recover or keep on standby elsewhere (``worker_recs_changelog`` off)."""
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        self._sensor_on_set(self, key, value)
+
+    def on_key_del(self, key: Any) -> None:
+        self._sensor_on_del(self, key)
+
+
 class RepeatFilter(logging.Filter):
     """Lets one warning or error of a kind through per ``interval_s``, with a count.
 
@@ -213,7 +224,11 @@ class Runtime:
             "user_state", "Per-user state: recent actions, embedding(s), counters, applied ids."
         )
         #: user_id -> latest Recommendation.to_map(), read by GET /recommendations.
-        self.recs = self._table("recs", "Latest recommendations per user, served over HTTP.")
+        self.recs = self._table(
+            "recs",
+            "Latest recommendations per user, served over HTTP.",
+            changelog=s.worker_recs_changelog,
+        )
         self.metrics.watch_lag(self.consumer_lag)
         app.task(self._watch)
 
@@ -222,7 +237,7 @@ class Runtime:
         self.limit_repeated_logs()
         await self.probe_broker()
 
-    def _table(self, name: str, help: str) -> faust.Table:
+    def _table(self, name: str, help: str, changelog: bool = True) -> faust.Table:
         """A table keyed by the raw UTF-8 user id, with msgpack values.
 
         Raw keys matter: ``table_route`` finds a key's owner by hashing the key as the
@@ -230,21 +245,23 @@ class Runtime:
         (the UTF-8 user id), or HTTP reads go to a worker that does not hold the user. Faust
         derives the changelog topic's serializers from the key and value *types* when the
         table is made: ``bytes`` keys give raw. Values use msgpack, in the store and on the
-        changelog topic alike.
+        changelog topic alike. Without ``changelog`` (:class:`StoreOnlyTable`), writes
+        stay in this worker's store.
         """
         s = self.settings
-        table = cast(
-            faust.Table,
-            self.app.Table(
-                name,
-                key_type=bytes,
-                partitions=s.partitions,
-                help=help,
-                options=rocksdb_options(s) if s.worker_store.startswith("rocksdb") else None,
-            ),
+        kind: type[faust.Table[Any, Any]] = faust.Table if changelog else StoreOnlyTable
+        made = kind(
+            self.app,
+            name=name,
+            beacon=self.app.tables.beacon,
+            key_type=bytes,
+            partitions=s.partitions,
+            help=help,
+            options=rocksdb_options(s) if s.worker_store.startswith("rocksdb") else None,
         )
+        table = cast(faust.Table, self.app.tables.add(made))
         table.value_serializer = MSGPACK
-        # app.Table() already built the changelog topic with the serializer faust derived
+        # The table already built the changelog topic with the serializer faust derived
         # from the value type (json): writes used msgpack but recovery decoded json, so a
         # worker that had to read its changelog (restart after a crash, rebalance, standby)
         # dropped every record and stalled. Rebuild it before the app starts.
