@@ -8,7 +8,7 @@ EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/nu
 LOCK := requirements/$(EXTRA).lock
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: install install-worker lock demo test test-fast test-deploy test-gpu bench bench-index bench-engine bench-gpu load tune-index lint docs clean kafka-start kafka-stop
+.PHONY: install install-worker lock demo test test-fast test-deploy test-gpu bench bench-index bench-engine bench-gpu load profile-worker tune-index lint docs clean kafka-start kafka-stop
 
 install: $(STAMP)
 
@@ -68,6 +68,11 @@ bench-index: install
 # catalog, IVF-Flat vs SQ8 vs fast-scan PQ + refine: loadtest/out/tune-index.json.
 tune-index: install
 	$(BIN)/python -m loadtest.tune_index $(TUNE_ARGS)
+
+# Where one worker's CPU goes per event, by stage and by event-loop callback (a backlog
+# through Kafka, the loop sampled): loadtest/out/profile-worker.json.
+profile-worker: install
+	$(BIN)/python -m loadtest.profile_worker $(PROFILE_ARGS)
 
 # Kafka + one worker on a LOAD_ITEMS synthetic catalog under locust: GET-only at 1,000/s,
 # then Kafka event users (event -> recommendation); CSV/HTML and load.json in loadtest/out.

@@ -395,6 +395,15 @@ class Settings(BaseSettings):
     worker_standby_replicas: int = Field(
         1, ge=0, description="Standby copies of each table partition kept warm on other workers."
     )
+    worker_recs_changelog: bool = Field(
+        True,
+        description="Keep table `recs` (each user's latest list, read by GET "
+        "/recommendations and the live metrics) on its changelog topic: one more message per "
+        "user per micro-batch, and a worker that takes a partition over (restart, rebalance, "
+        "standby) serves its users' last lists at once. Off: the table lives in the worker's "
+        "own store only; a user whose partition moved gets the cold list over HTTP until "
+        "their next event (the lists are on topic `recommendations` either way).",
+    )
     worker_stream_processing_timeout_s: float = Field(
         60.0,
         gt=0,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import faust
 from faust.streams import _current_event
-from faust.types import TP, EventT
+from faust.types import TP, EventT, StreamT
 
 from streamrec.config import Settings
 from streamrec.streams.codec import MSGPACK
@@ -86,6 +86,26 @@ def hold_back(batch: Sequence[EventT]) -> None:
         event.message.acked = True
 
 
+def defer_ack(batch: Sequence[EventT]) -> None:
+    """Keep Faust's own ack of ``batch`` (when the agent takes the next batch) from making
+    its offsets committable: one more reference per message, dropped by :func:`release`
+    once the batch's outputs are on the broker (or never, when it is :func:`hold_back`).
+    Until then the consumer counts the messages as in flight, so a rebalance waits for them.
+
+    The conductor gives each message one reference per stream reading it; a message put
+    straight onto the agent's channel (Faust's ``test_context``) has none yet, and gets the
+    stream's one here too, so Faust's ack is never the final one."""
+    for event in batch:
+        event.message.incref(1 if event.message.refcount else 2)
+
+
+async def release(stream: StreamT, batch: Sequence[EventT]) -> None:
+    """The deferred ack of :func:`defer_ack`: ``batch``'s offsets become committable (a
+    held-back batch stays uncommitted: its messages count as acked already)."""
+    for event in batch:
+        await stream.ack(event)
+
+
 def rocksdb_options(settings: Settings) -> dict[str, int]:
     """Memory limits of each RocksDB store (one per table partition held, standbys too).
 
@@ -101,6 +121,17 @@ def rocksdb_options(settings: Settings) -> dict[str, int]:
         "block_cache_size": settings.worker_rocksdb_cache_mb * mb,
         "block_cache_compressed_size": settings.worker_rocksdb_cache_mb * mb,
     }
+
+
+class StoreOnlyTable(faust.Table):
+    """A table whose writes stay in this worker's own store: no changelog message, so
+    nothing to recover or keep on standby elsewhere (``worker_recs_changelog`` off)."""
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        self._sensor_on_set(self, key, value)
+
+    def on_key_del(self, key: Any) -> None:
+        self._sensor_on_del(self, key)
 
 
 class RepeatFilter(logging.Filter):
@@ -193,7 +224,11 @@ class Runtime:
             "user_state", "Per-user state: recent actions, embedding(s), counters, applied ids."
         )
         #: user_id -> latest Recommendation.to_map(), read by GET /recommendations.
-        self.recs = self._table("recs", "Latest recommendations per user, served over HTTP.")
+        self.recs = self._table(
+            "recs",
+            "Latest recommendations per user, served over HTTP.",
+            changelog=s.worker_recs_changelog,
+        )
         self.metrics.watch_lag(self.consumer_lag)
         app.task(self._watch)
 
@@ -202,7 +237,7 @@ class Runtime:
         self.limit_repeated_logs()
         await self.probe_broker()
 
-    def _table(self, name: str, help: str) -> faust.Table:
+    def _table(self, name: str, help: str, changelog: bool = True) -> faust.Table:
         """A table keyed by the raw UTF-8 user id, with msgpack values.
 
         Raw keys matter: ``table_route`` finds a key's owner by hashing the key as the
@@ -210,21 +245,23 @@ class Runtime:
         (the UTF-8 user id), or HTTP reads go to a worker that does not hold the user. Faust
         derives the changelog topic's serializers from the key and value *types* when the
         table is made: ``bytes`` keys give raw. Values use msgpack, in the store and on the
-        changelog topic alike.
+        changelog topic alike. Without ``changelog`` (:class:`StoreOnlyTable`), writes
+        stay in this worker's store.
         """
         s = self.settings
-        table = cast(
-            faust.Table,
-            self.app.Table(
-                name,
-                key_type=bytes,
-                partitions=s.partitions,
-                help=help,
-                options=rocksdb_options(s) if s.worker_store.startswith("rocksdb") else None,
-            ),
+        kind: type[faust.Table[Any, Any]] = faust.Table if changelog else StoreOnlyTable
+        made = kind(
+            self.app,
+            name=name,
+            beacon=self.app.tables.beacon,
+            key_type=bytes,
+            partitions=s.partitions,
+            help=help,
+            options=rocksdb_options(s) if s.worker_store.startswith("rocksdb") else None,
         )
+        table = cast(faust.Table, self.app.tables.add(made))
         table.value_serializer = MSGPACK
-        # app.Table() already built the changelog topic with the serializer faust derived
+        # The table already built the changelog topic with the serializer faust derived
         # from the value type (json): writes used msgpack but recovery decoded json, so a
         # worker that had to read its changelog (restart after a crash, rebalance, standby)
         # dropped every record and stalled. Rebuild it before the app starts.

@@ -259,7 +259,14 @@ def _bearer_is(request: aioweb.Request, *tokens: str | None) -> bool:
 
 
 def _trimmed(rec: dict[str, Any], k: int, exclude: set[str]) -> dict[str, Any]:
-    """``rec`` with excluded items removed and at most ``k`` items left."""
-    kept = [(i, s) for i, s in zip(rec["items"], rec["scores"], strict=True) if i not in exclude]
-    kept = kept[:k]
-    return {**rec, "items": [i for i, _ in kept], "scores": [s for _, s in kept]}
+    """``rec`` with excluded items removed and at most ``k`` items left (it stops at the
+    ``k``-th kept item: a GET runs on the stream's event loop)."""
+    items: list[str] = []
+    scores: list[float] = []
+    for item, score in zip(rec["items"], rec["scores"], strict=False):
+        if item not in exclude:
+            items.append(item)
+            scores.append(score)
+            if len(items) == k:
+                break
+    return {**rec, "items": items, "scores": scores}

@@ -252,3 +252,28 @@ def test_a_batch_whose_dlq_records_are_refused_is_held_back_and_stops_the_app(tm
     assert isinstance(app.crash_reason, DeadLetterFailed)
     assert "after 2 attempts" in str(app.crash_reason)
     assert held_at_crash == [True, True]
+
+
+@pytest.mark.parametrize("recs_changelog", [True, False])
+def test_the_recs_changelog_is_written_only_when_kept(tmp_path, recs_changelog):
+    """``worker_recs_changelog`` off: table ``recs`` still holds each user's latest list,
+    but only ``user_state`` writes go to a changelog (one message per user per batch)."""
+    settings = unit_settings(tmp_path).model_copy(update={"worker_recs_changelog": recs_changelog})
+    app = create_app(settings, load_engine=lambda: small_engine(settings))
+    rt = runtime_of(app)
+    recs = rt.recommendations = Sink()  # type: ignore[assignment]
+
+    async def push() -> None:
+        async with app.agents["personalize"].test_context() as agent:
+            for key, value in (event(1), event(2, "u2")):
+                await agent.put(value, key=key)
+            while len(recs.sent) < 2:
+                await asyncio.sleep(0.01)
+
+    asyncio.run(asyncio.wait_for(push(), timeout=30))
+    assert {rt.recs["u1"]["event_id"], rt.recs["u2"]["event_id"]} == {"e1", "e2"}
+    changelog = [fut.message.channel.get_topic_name() for fut in app.producer.buffer.pending._queue]
+    assert sorted(changelog) == sorted(
+        [rt.user_state.changelog_topic.get_topic_name()] * 2
+        + [rt.recs.changelog_topic.get_topic_name()] * 2 * recs_changelog
+    )
