@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from streamrec.models.scorer import session_options
-from streamrec.streams.core.engine import RerankBatch
+from streamrec.streams.core.ranking import RerankBatch
 
 
 def _pad_rows(batch: RerankBatch) -> tuple[np.ndarray, np.ndarray, int]:

@@ -40,7 +40,7 @@ from streamrec.evaluation.variants import (
     warmup_filter,
 )
 from streamrec.index.vectors import load_vectors
-from streamrec.streams.core.engine import BatchReranker, Reranker
+from streamrec.streams.core.ranking import BatchReranker, Reranker
 from streamrec.streams.recorded import read_events
 
 ITEM_VECTORS = "item_vectors.npz"
