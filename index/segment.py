@@ -9,6 +9,7 @@ segment from the live rows. Not thread-safe on its own: the owning index holds a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from streamrec.index.params import IndexParams
 ADD_CHUNK = 65_536  # rows per faiss.add call, so a long build can report progress
 
 Progress = Callable[[int, int], None]
+_GENERATIONS = itertools.count()
 
 
 class Segment:
@@ -29,6 +31,10 @@ class Segment:
     def __init__(self, index: Any, dim: int, capacity: int = 0) -> None:
         self.index = index
         self.dim = dim
+        #: Distinct per segment of the process: a row means the same item for as long as its
+        #: segment lives (upserts append rows, deletes only tombstone them), so a caller
+        #: may cache what it derives from rows per generation (compaction makes a new one).
+        self.generation = next(_GENERATIONS)
         self.rows = 0
         capacity = max(capacity, 16)
         self.vectors = np.empty((capacity, dim), dtype=np.float32)
@@ -36,6 +42,7 @@ class Segment:
         self.live = np.zeros(capacity, dtype=bool)
         self.bits = np.zeros(capacity // 8 + 1, dtype=np.uint8)  # live rows, faiss bit order
         self.pos: dict[str, int] = {}
+        self._columns = np.zeros(0, dtype=np.int64)
 
     @classmethod
     def build(
@@ -85,6 +92,14 @@ class Segment:
     def selector(self) -> Any:
         """An ``IDSelectorBitmap`` over the live rows (valid until the next mutation)."""
         return faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(self.bits))
+
+    def column_of_row(self) -> np.ndarray:
+        """A scratch int64 array over the rows, all -1 between uses: a search maps its
+        excluded rows to bitmap columns in it and sets them back to -1 before it returns
+        (searches run under the index lock, one at a time)."""
+        if len(self._columns) < self.rows:
+            self._columns = np.full(len(self.live), -1, dtype=np.int64)
+        return self._columns
 
     def _kill(self, rows: list[int]) -> None:
         if not rows:

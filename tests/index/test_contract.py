@@ -125,6 +125,27 @@ def test_exclusions_never_returned_and_k_still_filled(build: Build, catalog, que
         assert not set(got) & ex
 
 
+@pytest.mark.parametrize("bitmap_max", [1 << 23, 40 * 3000 - 1, 0], ids=["rows", "columns", "keys"])
+def test_every_exclusion_filter_gives_the_same_results(
+    build: Build, catalog, queries, monkeypatch: pytest.MonkeyPatch, bitmap_max: int
+) -> None:
+    """The three ways a batch's exclusions are filtered (a (query, row) bitmap, a (query,
+    excluded-row column) bitmap through the row scratch, sorted keys) agree, and the
+    scratch is handed back clean."""
+    import streamrec.index.candidate as candidate
+
+    ids, vectors = catalog
+    index = build(ids, vectors)
+    truth = brute_force(vectors, queries, 300)
+    exclude = [{ids[r] for r in truth[i, : 5 * i : 2]} | {ids[i]} for i in range(len(queries))]
+    expected = index.search(queries, K, exclude=exclude)
+    monkeypatch.setattr(candidate, "_BITMAP_MAX", bitmap_max)
+    for _ in range(2):  # the second search starts from the first's scratch
+        got = index.search(queries, K, exclude=exclude)
+        assert got.ids == expected.ids
+    assert (index._seg.column_of_row() == -1).all()
+
+
 def test_exclusion_larger_than_the_ann_candidates_still_fills_k(build: Build, catalog) -> None:
     ids, vectors = catalog
     index = build(ids, vectors)
@@ -194,6 +215,29 @@ def test_compaction_drops_tombstones_and_keeps_contents(build: Build, catalog, q
     assert overlap >= 0.9
     vec, _ = index.get_vectors([ids[1000]])
     np.testing.assert_allclose(vec[0], vectors[1000] * 0.5, rtol=1e-6)
+
+
+def test_hit_rows_stand_for_one_item_per_generation(build: Build, catalog, queries) -> None:
+    """``SearchResult.rows`` name the hits within ``generation``: the same row is the same
+    item until a compaction, after which the generation is new (callers cache by row)."""
+    ids, vectors = catalog
+    index = build(ids, vectors)
+    first = index.search(queries, K)
+    assert first.rows is not None
+    row_of: dict[int, str] = {}
+    for got, rows in zip(first.ids, first.rows, strict=True):
+        assert rows.dtype == np.int64 and len(rows) == len(got)
+        for row, item in zip(rows.tolist(), got, strict=True):
+            assert row_of.setdefault(row, item) == item
+    index.upsert([ids[0], "fresh"], vectors[:2] * 1.01)  # a replaced item gets a new row
+    index.delete([ids[1]])
+    again = index.search(queries, K)
+    assert again.generation == first.generation and again.rows is not None
+    for got, rows in zip(again.ids, again.rows, strict=True):
+        for row, item in zip(rows.tolist(), got, strict=True):
+            assert row_of.setdefault(row, item) == item
+    index.compact()
+    assert index.search(queries[:1], K).generation != first.generation
 
 
 def test_automatic_compaction_after_many_deletes(build: Build, catalog) -> None:
