@@ -45,10 +45,17 @@ class ItemCodes:
         return code
 
     def codes(self, items: Sequence[str]) -> np.ndarray:
-        """The codes of ``items`` (int64), new ones given as needed."""
+        """The codes of ``items`` (int64), new ones given as needed (in C-level passes:
+        a batch's first sight of a segment's rows is tens of thousands of them)."""
         out = self.lookup(items)
-        for j in np.flatnonzero(out < 0).tolist():
-            out[j] = self.code(items[j])
+        new = np.flatnonzero(out < 0)
+        if len(new):
+            missing = [items[j] for j in new.tolist()]
+            fresh = list(dict.fromkeys(missing))
+            first = len(self.ids)
+            self._code.update(zip(fresh, range(first, first + len(fresh)), strict=True))
+            self.ids.extend(fresh)
+            out[new] = self.lookup(missing)
         return out
 
     def lookup(self, items: Sequence[str]) -> np.ndarray:
