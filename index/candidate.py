@@ -75,11 +75,6 @@ class SearchResult:
     ids: list[list[str]]
     scores: list[np.ndarray]
     vectors: list[np.ndarray] | None = None
-    #: The hits' rows (int64 each) in the segment of ``generation``, where a row stands for
-    #: one item (see :attr:`~streamrec.index.segment.Segment.generation`): what a caller
-    #: keys a per-row cache by instead of looking ids up.
-    rows: list[np.ndarray] | None = None
-    generation: int = -1
 
 
 class CandidateIndex:
@@ -353,8 +348,6 @@ def _search(
         ids=[all_ids[a:b] for a, b in spans],
         scores=[(s * sign).astype(np.float32, copy=False) for s in out_scores],
         vectors=None if all_vectors is None else [all_vectors[a:b] for a, b in spans],
-        rows=[all_rows[a:b] for a, b in spans],
-        generation=seg.generation,
     )
 
 

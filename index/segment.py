@@ -9,7 +9,6 @@ segment from the live rows. Not thread-safe on its own: the owning index holds a
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,7 +21,6 @@ from streamrec.index.params import IndexParams
 ADD_CHUNK = 65_536  # rows per faiss.add call, so a long build can report progress
 
 Progress = Callable[[int, int], None]
-_GENERATIONS = itertools.count()
 
 
 class Segment:
@@ -31,10 +29,6 @@ class Segment:
     def __init__(self, index: Any, dim: int, capacity: int = 0) -> None:
         self.index = index
         self.dim = dim
-        #: Distinct per segment of the process: a row means the same item for as long as its
-        #: segment lives (upserts append rows, deletes only tombstone them), so a caller
-        #: may cache what it derives from rows per generation (compaction makes a new one).
-        self.generation = next(_GENERATIONS)
         self.rows = 0
         capacity = max(capacity, 16)
         self.vectors = np.empty((capacity, dim), dtype=np.float32)

@@ -201,7 +201,7 @@ class Engine:
     def sources(self) -> list[CandidateSource]:
         """The candidate sources, in the order they fill a list (:mod:`.retrieval`)."""
         return [
-            AnnSource(self.index, self.rule.max_queries, self.popular.codes),
+            AnnSource(self.index, self.rule.max_queries),
             PopularSource(self.popular, self.index),
         ]
 

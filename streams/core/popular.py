@@ -19,12 +19,12 @@ engine loader with :meth:`Popular.load`), so cold users get items from its first
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamrec.streams.core.codes import ItemCodes
 from streamrec.streams.wire import Event, pack, unpack
 
 if TYPE_CHECKING:
@@ -34,28 +34,20 @@ _RESCALE_HALF_LIVES = 32.0
 
 
 class Popular:
-    """Exponentially decayed item counts (by event time) with a cached top-N; read by
-    :class:`~.codes.ItemCodes` code with one gather (:meth:`counts_of`)."""
+    """Exponentially decayed item counts (by event time) with a cached top-N."""
 
-    def __init__(
-        self, half_life_s: float, top_n: int = 1000, codes: ItemCodes | None = None
-    ) -> None:
-        """``codes``: the engine's item codes (shared with what reads :meth:`counts_of`)."""
+    def __init__(self, half_life_s: float, top_n: int = 1000) -> None:
         self.half_life_ms = half_life_s * 1000.0
         self.top_n = top_n
-        self.codes = codes if codes is not None else ItemCodes()
         self.now = -1  # newest event ts seen (ms)
         self._anchor = 0
-        # Items get slots in order of first count (ties in top() go to the earlier slot); a
-        # dropped item's slot is emptied and a new one given if it is counted again.
-        self._slot_of = np.full(1024, -1, dtype=np.int64)  # by code; -1: no slot
-        self._ids: list[str] = []  # by slot; "" once dropped
-        self._values = np.zeros(1024, dtype=np.float64)  # by slot
-        self._live = 0
+        self._slot: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._values = np.zeros(1024, dtype=np.float64)
         self._top: tuple[list[str], np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return self._live
+        return len(self._slot)
 
     def add(self, item_id: str, ts: int, weight: float = 1.0) -> None:
         """Count one action on ``item_id`` at event time ``ts`` (ms)."""
@@ -70,14 +62,9 @@ class Popular:
             self.now = ts
             if (self.now - self._anchor) > _RESCALE_HALF_LIVES * self.half_life_ms:
                 self._rescale()
-        code = self.codes.code(item_id)
-        if code >= len(self._slot_of):
-            grown = np.full(max(code + 1, 2 * len(self._slot_of)), -1, dtype=np.int64)
-            grown[: len(self._slot_of)] = self._slot_of
-            self._slot_of = grown
-        slot = int(self._slot_of[code])
-        if slot < 0:
-            slot = self._slot_of[code] = self._new_slot(item_id)
+        slot = self._slot.get(item_id)
+        if slot is None:
+            slot = self._new_slot(item_id)
         self._values[slot] += weight * 2.0 ** ((ts - self._anchor) / self.half_life_ms)
         self._top = None
 
@@ -89,23 +76,16 @@ class Popular:
 
     def drop(self, item_ids: Iterable[str]) -> None:
         """Forget items (deleted from the catalog): they are never served from here again."""
-        for code in self.codes.lookup(list(item_ids)).tolist():
-            slot = int(self._slot_of[code]) if 0 <= code < len(self._slot_of) else -1
-            if slot >= 0:
-                self._slot_of[code] = -1
+        for item_id in item_ids:
+            slot = self._slot.pop(item_id, None)
+            if slot is not None:
                 self._values[slot] = 0.0
                 self._ids[slot] = ""
-                self._live -= 1
                 self._top = None
 
     def counts(self, item_ids: Sequence[str]) -> np.ndarray:
         """Decayed counts as of ``now`` for the given items (0 for unknown ones), float64."""
-        return self.counts_of(self.codes.lookup(item_ids))
-
-    def counts_of(self, codes: np.ndarray) -> np.ndarray:
-        """:meth:`counts` of items by code (-1, or never counted: 0): two gathers."""
-        known = (codes >= 0) & (codes < len(self._slot_of))
-        slots = np.where(known, self._slot_of[np.where(known, codes, 0)], -1)
+        slots = np.fromiter(map(self._slot.get, item_ids, repeat(-1)), np.int64, len(item_ids))
         values = np.where(slots >= 0, self._values[np.maximum(slots, 0)], 0.0)
         return values * self._scale_now()
 
@@ -135,12 +115,12 @@ class Popular:
         if slot == len(self._values):
             self._values = np.concatenate([self._values, np.zeros_like(self._values)])
         self._ids.append(item_id)
-        self._live += 1
+        self._slot[item_id] = slot
         return slot
 
     def to_map(self) -> dict[str, Any]:
         """A msgpack-friendly snapshot (item → count as of ``now``), for checkpoints."""
-        ids = [item for item in self._ids if item]
+        ids = list(self._slot)
         return {
             "half_life_s": self.half_life_ms / 1000.0,
             "top_n": self.top_n,
@@ -156,15 +136,12 @@ class Popular:
         *,
         half_life_s: float | None = None,
         top_n: int | None = None,
-        codes: ItemCodes | None = None,
     ) -> Popular:
         """Rebuild from :meth:`to_map`'s output; ``half_life_s``/``top_n`` replace the saved
-        ones (the counts as of ``now`` are the same whatever half-life decays them later);
-        ``codes``: the item codes to keep them by (default: new ones)."""
+        ones (the counts as of ``now`` are the same whatever half-life decays them later)."""
         popular = cls(
             float(data["half_life_s"]) if half_life_s is None else half_life_s,
             int(data["top_n"]) if top_n is None else top_n,
-            codes,
         )
         for item_id, count in zip(data["ids"], data["counts"], strict=True):
             if count > 0:
@@ -178,7 +155,7 @@ class Popular:
     def restore(self, data: bytes) -> None:
         """Replace the counts with a :meth:`snapshot`, keeping this half-life and top-N."""
         restored = Popular.from_map(
-            unpack(data), half_life_s=self.half_life_ms / 1000.0, top_n=self.top_n, codes=self.codes
+            unpack(data), half_life_s=self.half_life_ms / 1000.0, top_n=self.top_n
         )
         self.__dict__.update(restored.__dict__)
 

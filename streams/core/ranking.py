@@ -207,14 +207,14 @@ def with_features(
             parts.append(fetched[at : at + rest])
             at += rest
     vectors = np.concatenate(parts) if parts else np.zeros((0, index.dim), np.float32)
-    codes = np.concatenate([c.codes for c in lists]) if lists else np.zeros(0, np.int64)
+    flat = [item for ids in candidates for item in ids]
     features = build_features(
         contexts,
         candidates,
         vectors,
         fetched[len(missing) :],
         found[len(missing) :],
-        popular.counts_of(codes),  # by code: one gather, no id lookups
+        popular.counts(flat),
     )
     out, start = [], 0
     for lst in lists:

@@ -27,7 +27,6 @@ from typing import Protocol
 import numpy as np
 
 from streamrec.index import SearchResult
-from streamrec.streams.core.codes import ItemCodes
 from streamrec.streams.core.features import UserContext
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.updates import Snapshot
@@ -60,30 +59,26 @@ class Index(Protocol):
 class CandidateList:
     """One snapshot's candidates as the sources fill them, in retrieval order.
 
-    ``codes`` are the candidates' :class:`~.codes.ItemCodes` codes (what the statistics are
-    read by); ``vectors`` are those of ``ids[:len(vectors)]`` when the leading source
-    returned them (the rest are fetched with the features); ``source`` is the name of the
-    list's leading source (empty until one serves it).
+    ``vectors`` are those of ``ids[:len(vectors)]`` when the leading source returned them
+    (the rest are fetched with the features); ``source`` is the name of the list's leading
+    source (empty until one serves it).
     """
 
     snapshot: Snapshot
     source: str = ""
     ids: list[str] = field(default_factory=list)
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     vectors: np.ndarray | None = None
 
-    def add(self, source: str, ids: list[str], scores: np.ndarray, codes: np.ndarray) -> None:
-        """Append a source's candidates (and their codes): with their scores when it leads
-        the list, else scored 0."""
+    def add(self, source: str, ids: list[str], scores: np.ndarray) -> None:
+        """Append a source's candidates: with their scores when it leads the list, else
+        scored 0."""
         if not self.source:
             self.source = source
             self.ids, self.scores = ids, np.asarray(scores, dtype=np.float32)
-            self.codes = codes
         elif ids:
             self.ids = self.ids + ids
             self.scores = np.concatenate([self.scores, np.zeros(len(ids), np.float32)])
-            self.codes = np.concatenate([self.codes, codes])
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +123,10 @@ class AnnSource:
 
     name = PERSONALIZED
 
-    def __init__(self, index: Index, max_queries: int, codes: ItemCodes) -> None:
-        """``max_queries``: the most queries one user has (the update rule's); ``codes``:
-        the engine's item codes, read by hit row (:meth:`ItemCodes.of_rows`)."""
+    def __init__(self, index: Index, max_queries: int) -> None:
+        """``max_queries``: the most queries one user has (the update rule's)."""
         self.index = index
         self.max_queries = max_queries
-        self.codes = codes
 
     def serves(self, context: UserContext) -> bool:
         return not context.cold
@@ -147,8 +140,6 @@ class AnnSource:
         queries = np.vstack([c.snapshot.context.queries for c in served])
         exclude = [c.snapshot.exclude for c in served for _ in c.snapshot.context.queries]
         result = self.index.search(queries, per_query, exclude, with_vectors=with_vectors)
-        assert result.rows is not None, "the index returns its hits' rows"
-        gen = result.generation
         row = 0
         for lst in served:
             m = len(lst.snapshot.context.queries)
@@ -156,8 +147,7 @@ class AnnSource:
             ids, scores, picked = interleave(
                 result.ids[rows], result.scores[rows], lst.snapshot.context.query_weights, n
             )
-            hit_rows = result.rows[row] if m == 1 else np.concatenate(result.rows[rows])
-            lst.add(self.name, ids, scores, self.codes.of_rows(gen, hit_rows[picked], ids))
+            lst.add(self.name, ids, scores)
             if result.vectors is not None:
                 vectors = result.vectors[rows]
                 lst.vectors = (vectors[0] if m == 1 else np.concatenate(vectors))[picked]
@@ -182,7 +172,7 @@ class PopularSource:
             if len(lst.ids) < n or not lst.source:
                 pool = pool or self.pool()
                 ids, counts = self.pick(pool, lst.snapshot.exclude, lst.ids, n - len(lst.ids))
-                lst.add(self.name, ids, counts, self.popular.codes.lookup(ids))
+                lst.add(self.name, ids, counts)
 
     def pool(self) -> tuple[list[str], np.ndarray]:
         """The recently-popular items still in the index, best first, with their counts."""
@@ -195,8 +185,7 @@ class PopularSource:
     def pick(
         pool: tuple[list[str], np.ndarray], exclude: Collection[str], taken: Sequence[str], n: int
     ) -> tuple[list[str], np.ndarray]:
-        """The first ``n`` items of ``pool`` neither excluded nor already ``taken`` (ids:
-        the cold path emits them as they are)."""
+        """The first ``n`` items of ``pool`` neither excluded nor already ``taken``."""
         skip = set(exclude).union(taken) if taken else exclude
         ids: list[str] = []
         picked: list[int] = []

@@ -217,29 +217,6 @@ def test_compaction_drops_tombstones_and_keeps_contents(build: Build, catalog, q
     np.testing.assert_allclose(vec[0], vectors[1000] * 0.5, rtol=1e-6)
 
 
-def test_hit_rows_stand_for_one_item_per_generation(build: Build, catalog, queries) -> None:
-    """``SearchResult.rows`` name the hits within ``generation``: the same row is the same
-    item until a compaction, after which the generation is new (callers cache by row)."""
-    ids, vectors = catalog
-    index = build(ids, vectors)
-    first = index.search(queries, K)
-    assert first.rows is not None
-    row_of: dict[int, str] = {}
-    for got, rows in zip(first.ids, first.rows, strict=True):
-        assert rows.dtype == np.int64 and len(rows) == len(got)
-        for row, item in zip(rows.tolist(), got, strict=True):
-            assert row_of.setdefault(row, item) == item
-    index.upsert([ids[0], "fresh"], vectors[:2] * 1.01)  # a replaced item gets a new row
-    index.delete([ids[1]])
-    again = index.search(queries, K)
-    assert again.generation == first.generation and again.rows is not None
-    for got, rows in zip(again.ids, again.rows, strict=True):
-        for row, item in zip(rows.tolist(), got, strict=True):
-            assert row_of.setdefault(row, item) == item
-    index.compact()
-    assert index.search(queries[:1], K).generation != first.generation
-
-
 def test_automatic_compaction_after_many_deletes(build: Build, catalog) -> None:
     ids, vectors = catalog
     index = build(ids, vectors, compact_min_dead=100, compact_dead_ratio=0.1)

@@ -54,7 +54,7 @@ def snapshots(engine: Engine, make_stream: Callable[..., list[Event]]) -> list[S
 
 def source_of(name: str, engine: Engine) -> CandidateSource:
     if name == "ann":
-        return AnnSource(engine.index, engine.rule.max_queries, engine.popular.codes)
+        return AnnSource(engine.index, engine.rule.max_queries)
     return PopularSource(engine.popular, engine.index)
 
 
