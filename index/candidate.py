@@ -289,12 +289,7 @@ def _search(
     stats.queries += n
     ex_rows = [_live_rows(seg, ex) for ex in exclude] if exclude is not None else [_NO_ROWS] * n
     want = np.minimum(k, len(seg.pos) - np.array([len(r) for r in ex_rows], dtype=np.int64))
-    stride = max(seg.rows, 1)
-    keys = np.sort(np.concatenate([r + qi * stride for qi, r in enumerate(ex_rows)] + [_NO_ROWS]))
-    excluded = None
-    if keys.size and n * stride <= _BITMAP_MAX:
-        excluded = np.zeros(n * stride, dtype=bool)
-        excluded[keys] = True
+    bitmap = _Exclusions(seg, ex_rows)
     use_selector = params.tombstone_filter == "selector" or (
         params.tombstone_filter == "auto" and backend.prefers_selector
     )
@@ -309,39 +304,39 @@ def _search(
     out_rows: list[np.ndarray] = [np.empty(0, np.int64)] * n
     out_scores: list[np.ndarray] = [np.empty(0, np.float32)] * n
     pending = np.flatnonzero(want > 0)
-    while len(pending) and kq > 0:
-        sp = search_params(backend, params, kq, selector)
-        dist, lab = seg.index.search(q[pending], kq, params=sp)
-        valid = lab >= 0
-        safe = np.where(valid, lab, 0)
-        if selector is None and seg.dead:
-            valid &= seg.live[safe]
-        if keys.size:
-            flat = safe + pending[:, None] * stride
-            if excluded is not None:  # small catalog: one lookup in a (query, row) bitmap
-                valid &= ~excluded[flat]
-            else:  # keys are sorted: a binary search beats np.isin's hashing here
-                at = np.minimum(np.searchsorted(keys, flat), keys.size - 1)
-                valid &= keys[at] != flat
-        enough = valid.sum(axis=1) >= want[pending]
-        exhausted = (lab[:, -1] < 0) | (kq >= min(seg.rows, backend.max_k))
-        done = np.flatnonzero(enough)
-        if len(done):  # each query's first ``want`` valid hits, picked for all at once
-            wants = want[pending[done]]
-            take = valid[done] & (np.cumsum(valid[done], axis=1) <= wants[:, None])
-            cuts = np.cumsum(wants)[:-1]
-            rows_of = np.split(lab[done][take], cuts)
-            scores_of = np.split(dist[done][take], cuts)
-            for qi, rows, scores in zip(pending[done].tolist(), rows_of, scores_of, strict=True):
-                out_rows[qi], out_scores[qi] = rows, scores
-        for j in np.flatnonzero(~enough & exhausted):  # ANN ran dry: exact scan, always right
-            qi = pending[j]
-            stats.exact_fallbacks += 1
-            out_rows[qi], out_scores[qi] = _exact(seg, backend.metric, q[qi], want[qi], ex_rows[qi])
-        pending = pending[~enough & ~exhausted]
-        stats.retries += len(pending)
-        kq = min(seg.rows, kq * 2, backend.max_k)
-
+    try:
+        while len(pending) and kq > 0:
+            sp = search_params(backend, params, kq, selector)
+            dist, lab = seg.index.search(q[pending], kq, params=sp)
+            valid = lab >= 0
+            safe = np.where(valid, lab, 0)
+            if selector is None and seg.dead:
+                valid &= seg.live[safe]
+            valid &= ~bitmap.excluded(pending, safe)
+            enough = valid.sum(axis=1) >= want[pending]
+            exhausted = (lab[:, -1] < 0) | (kq >= min(seg.rows, backend.max_k))
+            done = np.flatnonzero(enough)
+            if len(done):  # each query's first ``want`` valid hits, picked for all at once
+                wants = want[pending[done]]
+                take = valid[done] & (np.cumsum(valid[done], axis=1) <= wants[:, None])
+                cuts = np.cumsum(wants)[:-1]
+                rows_of = np.split(lab[done][take], cuts)
+                scores_of = np.split(dist[done][take], cuts)
+                for qi, rows, scores in zip(
+                    pending[done].tolist(), rows_of, scores_of, strict=True
+                ):
+                    out_rows[qi], out_scores[qi] = rows, scores
+            for j in np.flatnonzero(~enough & exhausted):  # ANN ran dry: exact scan, always right
+                qi = pending[j]
+                stats.exact_fallbacks += 1
+                out_rows[qi], out_scores[qi] = _exact(
+                    seg, backend.metric, q[qi], want[qi], ex_rows[qi]
+                )
+            pending = pending[~enough & ~exhausted]
+            stats.retries += len(pending)
+            kq = min(seg.rows, kq * 2, backend.max_k)
+    finally:
+        bitmap.release()
     sign = -1.0 if backend.metric == "l2" else 1.0
     # One gather (and one tolist) for the whole batch, then per-query slices and views.
     bounds = np.cumsum([0, *map(len, out_rows)]).tolist()
@@ -354,6 +349,62 @@ def _search(
         scores=[(s * sign).astype(np.float32, copy=False) for s in out_scores],
         vectors=None if all_vectors is None else [all_vectors[a:b] for a, b in spans],
     )
+
+
+class _Exclusions:
+    """Which (query, row) pairs of one batched search are excluded: one lookup per hit in
+    a (query, column) bitmap. Columns are the rows themselves when ``queries x rows`` fits
+    in :data:`_BITMAP_MAX` (a small catalog), else the batch's excluded rows numbered
+    0..E-1 through the segment's row scratch (:meth:`Segment.column_of_row`: a gather per
+    hit, no sort); only beyond both, sorted (query, row) keys and a binary search (at 1M
+    items every batch took that path: a ``searchsorted`` of every hit, ~11 % of a batch's
+    CPU in the throughput issue's profile)."""
+
+    def __init__(self, seg: Segment, ex_rows: Sequence[np.ndarray]) -> None:
+        n = len(ex_rows)
+        rows = np.concatenate([*ex_rows, _NO_ROWS])
+        owner = np.repeat(np.arange(n, dtype=np.int64), [len(r) for r in ex_rows])
+        self.columns: np.ndarray | None = None  # row -> column scratch (None: identity)
+        self.rows = rows
+        self.bitmap: np.ndarray | None = None
+        self.keys = _NO_ROWS
+        if not rows.size:
+            return
+        stride = max(seg.rows, 1)
+        if n * stride <= _BITMAP_MAX:
+            self.width = stride
+            cols = rows
+        elif n * rows.size <= _BITMAP_MAX:
+            self.columns = seg.column_of_row()
+            self.columns[rows] = np.arange(rows.size)  # a row excluded twice: one column
+            self.width = rows.size
+            cols = self.columns[rows]
+        else:  # keys are sorted: a binary search beats np.isin's hashing here
+            self.width = stride
+            self.keys = np.sort(owner * stride + rows)
+            return
+        self.bitmap = np.zeros(n * self.width, dtype=bool)
+        self.bitmap[owner * self.width + cols] = True
+
+    def excluded(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``[len(queries), h]`` bool: hit ``rows[i, j]`` of query ``queries[i]`` is excluded."""
+        if self.bitmap is not None:
+            if self.columns is None:
+                return self.bitmap[queries[:, None] * self.width + rows]
+            cols = self.columns[rows]
+            flat = queries[:, None] * self.width + np.maximum(cols, 0)
+            return (cols >= 0) & self.bitmap[flat]
+        if not self.keys.size:
+            return np.zeros(rows.shape, dtype=bool)
+        flat = queries[:, None] * self.width + rows
+        at = np.minimum(np.searchsorted(self.keys, flat), self.keys.size - 1)
+        return self.keys[at] == flat
+
+    def release(self) -> None:
+        """Hand the row scratch back all -1 (call once the search is done)."""
+        if self.columns is not None:
+            self.columns[self.rows] = -1
+            self.columns = None
 
 
 def _rows_of(seg: Segment, ids: Collection[str]) -> np.ndarray:

@@ -36,6 +36,7 @@ class Segment:
         self.live = np.zeros(capacity, dtype=bool)
         self.bits = np.zeros(capacity // 8 + 1, dtype=np.uint8)  # live rows, faiss bit order
         self.pos: dict[str, int] = {}
+        self._columns = np.zeros(0, dtype=np.int64)
 
     @classmethod
     def build(
@@ -85,6 +86,14 @@ class Segment:
     def selector(self) -> Any:
         """An ``IDSelectorBitmap`` over the live rows (valid until the next mutation)."""
         return faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(self.bits))
+
+    def column_of_row(self) -> np.ndarray:
+        """A scratch int64 array over the rows, all -1 between uses: a search maps its
+        excluded rows to bitmap columns in it and sets them back to -1 before it returns
+        (searches run under the index lock, one at a time)."""
+        if len(self._columns) < self.rows:
+            self._columns = np.full(len(self.live), -1, dtype=np.int64)
+        return self._columns
 
     def _kill(self, rows: list[int]) -> None:
         if not rows:

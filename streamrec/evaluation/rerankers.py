@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from streamrec.models.scorer import session_options
 from streamrec.streams.core.artifacts import Artifacts
-from streamrec.streams.core.engine import RerankBatch
+from streamrec.streams.core.ranking import RerankBatch
 
 
 def _pad_rows(batch: RerankBatch) -> tuple[np.ndarray, np.ndarray, int]:

@@ -41,7 +41,7 @@ from streamrec.evaluation.variants import (
 )
 from streamrec.index.vectors import load_vectors
 from streamrec.streams.core.artifacts import Artifacts
-from streamrec.streams.core.engine import BatchReranker, Reranker
+from streamrec.streams.core.ranking import BatchReranker, Reranker
 from streamrec.streams.recorded import read_events
 
 

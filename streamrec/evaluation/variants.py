@@ -30,9 +30,10 @@ from streamrec.evaluation.prequential import Batch, Vocab
 from streamrec.evaluation.rerankers import TeacherReranker
 from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.config import EngineConfig
-from streamrec.streams.core.engine import BatchReranker, Engine, RerankBatch, Reranker
+from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.loader import load_engine
+from streamrec.streams.core.ranking import BatchReranker, RerankBatch, Reranker
 from streamrec.streams.core.state import UserState
 from streamrec.streams.wire import Event, Recommendation, pack
 

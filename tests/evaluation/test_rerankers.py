@@ -15,8 +15,8 @@ from streamrec.evaluation.run import EvalOptions, evaluate
 from streamrec.evaluation.variants import Variant
 from streamrec.models.export import export_onnx, onnx_session
 from streamrec.models.teacher import Teacher, TeacherConfig
-from streamrec.streams.core.engine import RerankBatch
 from streamrec.streams.core.features import FEATURE_NAMES, UserContext
+from streamrec.streams.core.ranking import RerankBatch
 from streamrec.streams.wire import Event
 
 torch = pytest.importorskip("torch")  # the teacher is exported with the `train` extra

@@ -125,6 +125,27 @@ def test_exclusions_never_returned_and_k_still_filled(build: Build, catalog, que
         assert not set(got) & ex
 
 
+@pytest.mark.parametrize("bitmap_max", [1 << 23, 40 * 3000 - 1, 0], ids=["rows", "columns", "keys"])
+def test_every_exclusion_filter_gives_the_same_results(
+    build: Build, catalog, queries, monkeypatch: pytest.MonkeyPatch, bitmap_max: int
+) -> None:
+    """The three ways a batch's exclusions are filtered (a (query, row) bitmap, a (query,
+    excluded-row column) bitmap through the row scratch, sorted keys) agree, and the
+    scratch is handed back clean."""
+    import streamrec.index.candidate as candidate
+
+    ids, vectors = catalog
+    index = build(ids, vectors)
+    truth = brute_force(vectors, queries, 300)
+    exclude = [{ids[r] for r in truth[i, : 5 * i : 2]} | {ids[i]} for i in range(len(queries))]
+    expected = index.search(queries, K, exclude=exclude)
+    monkeypatch.setattr(candidate, "_BITMAP_MAX", bitmap_max)
+    for _ in range(2):  # the second search starts from the first's scratch
+        got = index.search(queries, K, exclude=exclude)
+        assert got.ids == expected.ids
+    assert (index._seg.column_of_row() == -1).all()
+
+
 def test_exclusion_larger_than_the_ann_candidates_still_fills_k(build: Build, catalog) -> None:
     ids, vectors = catalog
     index = build(ids, vectors)

@@ -269,15 +269,15 @@ def test_before_an_event_its_own_action_is_not_yet_counted_as_popular(
 
 
 def test_interests_share_the_candidates_in_proportion_to_their_weight() -> None:
-    from streamrec.streams.core.engine import _interleave
+    from streamrec.streams.core.retrieval import interleave
 
     strong = [f"s{i}" for i in range(6)]
     weak = ["s0", *(f"w{i}" for i in range(5))]  # s0 is found by both: kept once
     scores = [np.arange(6, 0, -1, dtype=np.float32), np.arange(6, 0, -1, dtype=np.float32)]
-    ids, merged, _ = _interleave([strong, weak], scores, np.array([2 / 3, 1 / 3]), 6)
+    ids, merged, _ = interleave([strong, weak], scores, np.array([2 / 3, 1 / 3]), 6)
     assert ids == ["s0", "s1", "s2", "w0", "s3", "s4"]
     np.testing.assert_allclose(merged, [6, 5, 4, 5, 3, 2])
-    assert _interleave([strong], scores[:1], np.ones(1), 3)[0] == strong[:3]
+    assert interleave([strong], scores[:1], np.ones(1), 3)[0] == strong[:3]
 
 
 def test_an_empty_batch_gives_no_recommendations(make_engine: MakeEngine) -> None:
