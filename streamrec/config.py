@@ -699,7 +699,7 @@ class Settings(BaseSettings):
         "interest.",
     )
     eval_covis_weight: float = Field(
-        4.0,
+        2.0,
         ge=0,
         description="`covis` engine variant: the engine's co-visitation weight it runs with "
         "when `engine_covis_weight` (the serving setting) is 0.",
