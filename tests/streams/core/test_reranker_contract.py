@@ -139,12 +139,12 @@ def test_each_list_is_its_top_k_by_those_scores(
         np.testing.assert_allclose(rec.scores, scores[top], atol=1e-5)
 
 
+@pytest.mark.parametrize("setup", ["teacher", "fanout"], indirect=True)  # the batch rerankers
 def test_a_batch_reranker_sees_every_rows_user_candidate_and_vector(
     setup: tuple[Engine, Ranker, list[CandidateSet]],
 ) -> None:
     engine, ranker, sets = setup
-    if not isinstance(ranker, BatchRanker):
-        pytest.skip("only batch rerankers see a RerankBatch")
+    assert isinstance(ranker, BatchRanker)
     seen: list[RerankBatch] = []
     inner = ranker.reranker
 
