@@ -83,14 +83,26 @@ def test_two_workers_end_with_the_same_global_statistics(
 
     produce_events(kafka_bootstrap, topics.events, events)
     wait_for(lambda: counted(first, len(events)) and counted(second, len(events)), timeout=120)
+
     # Each processed only its own partitions' events; the rest came from the other's deltas.
     # (Both count every event once: an event both processed around a rebalance is dropped by
     # the keys the second time, so own + remote may exceed the events, never the count.)
-    own = [w.metric("streamrec_events_processed_total") for w in (first, second)]
-    remote = [w.metric("streamrec_stats_remote_events_total") for w in (first, second)]
+    # The statistics count a batch when the engine commits it, the processed counter when its
+    # write-out has finished, so the counter may trail the statistics by the batches still
+    # being written: wait for it rather than read it at the moment the statistics are full.
+    def tallies() -> tuple[list[float], list[float]]:
+        own = [w.metric("streamrec_events_processed_total") for w in (first, second)]
+        remote = [w.metric("streamrec_stats_remote_events_total") for w in (first, second)]
+        return own, remote
+
+    def covered() -> bool:
+        own, remote = tallies()
+        return all(o + r >= len(events) for o, r in zip(own, remote, strict=True))
+
+    wait_for(covered, timeout=60, describe=tallies)
+    own, remote = tallies()
     assert all(0 < n < len(events) for n in own), own
     assert all(0 < n < len(events) for n in remote), remote
-    assert all(o + r >= len(events) for o, r in zip(own, remote, strict=True)), (own, remote)
     assert_same_statistics(global_stats(first), global_stats(second))
     cold = [
         w.get("/recommendations/never-seen-user", k=20).json()["items"] for w in (first, second)

@@ -231,11 +231,16 @@ def new_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., W
         worker.stop()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float = 60.0,
+    describe: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds, saying
+    what ``describe`` returns then (the figures the condition was waiting on)."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out: {describe() if describe else ''}"
         time.sleep(0.2)
 
 
