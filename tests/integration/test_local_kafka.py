@@ -236,7 +236,10 @@ async def count(stream):
             earlier.append(message)
         if message not in messages[user]:
             messages[user] = messages[user] + [message]
-        if sum(len(m) for m in messages.values()) == {total}:
+        held = sum(len(m) for m in messages.values())
+        with open({result!r} + ".progress", "w") as out:  # what a timeout reports
+            out.write(str(held))
+        if held == {total}:
             with open({result!r}, "w") as out:
                 json.dump({{"counts": {{u: len(m) for u, m in messages.items()}},
                            "earlier": earlier}}, out)
@@ -285,10 +288,16 @@ def run_faust_app(script: Path, result: Path, bootstrap: str, group: str, topic:
         # None until the worker has written its result, then the partitions still behind.
         while (behind := uncommitted(bootstrap, group, topic) if result.exists() else None) != {}:
             assert worker.poll() is None, worker.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, (
-                f"the Faust worker did not commit the whole topic ({result} written: "
-                f"{result.exists()}; partition: (committed, end) behind: {behind})"
-            )
+            if time.monotonic() > deadline:  # say how far it got and what Faust logged
+                worker.kill()
+                progress = result.with_name(result.name + ".progress")
+                held = progress.read_text() if progress.exists() else "nothing"
+                raise AssertionError(
+                    f"the Faust worker did not commit the whole topic ({result} written: "
+                    f"{result.exists()}; its table held {held} messages; partition: "
+                    f"(committed, end) behind: {behind}); its output:\n"
+                    + worker.communicate()[0][-3000:]
+                )
             time.sleep(0.5)
         worker.send_signal(signal.SIGTERM)
         output = worker.communicate(timeout=60)[0]
