@@ -275,7 +275,7 @@ class Settings(BaseSettings):
     engine_popular_seed: bool = Field(
         True,
         description="Start the recently-popular counts from ARTIFACTS/popular.msgpack (and "
-        "co-visitation, when on, from ARTIFACTS/covis.npz) when there, so cold users get items "
+        "co-visitation, when kept, from ARTIFACTS/covis.npz) when there, so cold users get items "
         "from the first second; off when the caller replays the training stream itself.",
     )
     engine_cold_threshold: int = Field(
