@@ -275,7 +275,7 @@ class Settings(BaseSettings):
     engine_popular_seed: bool = Field(
         True,
         description="Start the recently-popular counts from ARTIFACTS/popular.msgpack (and "
-        "co-visitation, when on, from ARTIFACTS/covis.npz) when there, so cold users get items "
+        "co-visitation, when kept, from ARTIFACTS/covis.npz) when there, so cold users get items "
         "from the first second; off when the caller replays the training stream itself.",
     )
     engine_cold_threshold: int = Field(
@@ -289,7 +289,8 @@ class Settings(BaseSettings):
         ge=0,
         description="Weight of online co-visitation in the ranking: without a reranker, "
         "candidates are ranked by retrieval score + this x co-visitation with the user's "
-        "recent items (scaled to [0, 1] per user); 0 keeps no co-visitation statistics.",
+        "recent items (scaled to [0, 1] per user). The statistics are kept when this is > 0 or "
+        "the reranker reads the `covis` feature (the student does), else none.",
     )
     engine_covis_window: int = Field(
         5,

@@ -33,6 +33,7 @@ from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import BatchStats, Engine
 from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.loader import covisitation, rule_of
+from streamrec.streams.core.ranking import uses_covis
 from streamrec.streams.core.state import UserState
 from streamrec.streams.core.statistics import StatsDelta
 from streamrec.streams.wire import Event, Recommendation
@@ -171,20 +172,25 @@ class VariantEngines:
         configs = {
             v.name: dataclasses.replace(base.config, **v.engine) for v in experiment.variants
         }
-        if base.covis is None and any(c.covis_weight > 0 for c in configs.values()):
+        scorers = {}
+        for variant in experiment.variants:
+            scorer = base.scorer
+            if variant.reranker is not None:  # empty: no reranker, retrieval order
+                config = configs[variant.name]
+                scorer = _reranker(artifacts, variant, config) if variant.reranker else None
+            scorers[variant.name] = scorer
+        if base.covis is None and any(
+            uses_covis(scorers[name], c.covis_weight) for name, c in configs.items()
+        ):
             # Every engine must count into the one co-visitation, or a variant using it
-            # would see only its own users' events. With weight 0 it adds nothing to ranks.
-            base.covis = covisitation(artifacts, base.config, len(base.index))
-            base.stats.statistics.append(base.covis)
+            # would see only its own users' events. Unread, it adds nothing to ranks.
+            base.keep_covis(covisitation(artifacts, base.config, len(base.index)))
         engines = {}
         for variant in experiment.variants:
-            config = configs[variant.name]
+            config, scorer = configs[variant.name], scorers[variant.name]
             if config == base.config and variant.reranker is None:
                 engines[variant.name] = base
                 continue
-            scorer = base.scorer
-            if variant.reranker is not None:  # empty: no reranker, retrieval order
-                scorer = _reranker(artifacts, variant, config) if variant.reranker else None
             engines[variant.name] = Engine(
                 base.index,
                 scorer,

@@ -32,8 +32,8 @@ from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import load_engine
-from streamrec.streams.core.ranking import BatchReranker, RerankBatch, Reranker
+from streamrec.streams.core.loader import covisitation, load_engine
+from streamrec.streams.core.ranking import BatchReranker, RerankBatch, Reranker, uses_covis
 from streamrec.streams.core.state import UserState
 from streamrec.streams.wire import Event, Recommendation, pack
 
@@ -122,7 +122,8 @@ def load_variant(
     """The engine of one variant (rule and reranker swapped, batch-start popularity, all
     else from settings); ``seed_popular=False`` starts the global statistics (popularity,
     co-visitation) empty, for warm-up replays. ``covis`` turns the engine's co-visitation on
-    at ``eval_covis_weight`` unless ``engine_covis_weight`` already does."""
+    at ``eval_covis_weight`` unless ``engine_covis_weight`` already does; a reranker that
+    reads the ``covis`` feature keeps it at any weight (``uses_covis``, as ``load_engine``)."""
     changed = settings.model_copy(update={"engine_reranker": ""})
     config = dataclasses.replace(
         EngineConfig.from_settings(changed),
@@ -134,6 +135,8 @@ def load_variant(
         config = dataclasses.replace(config, covis_weight=settings.eval_covis_weight)
     engine = load_engine(artifacts, changed, config=config)
     engine.scorer = load_reranker(artifacts, variant, engine)
+    if engine.covis is None and uses_covis(engine.scorer, config.covis_weight):
+        engine.keep_covis(covisitation(artifacts, config, len(engine.index)))
     if engine.scorer is not None:
         engine.model_version = engine.scorer.model_version
     elif engine.covis is not None:

@@ -5,7 +5,8 @@
 3. replay the whole file through the engine core (retrieval order, no reranker), logging
    ranking groups at sampled learning events and sampled held-out events; the replay's
    recently-popular counts at the end → ``popular.msgpack`` (workers seed cold users' lists)
-   and the stream's co-visitation → ``covis.npz`` (seeds the engine's, when it is on);
+   and the stream's co-visitation → ``covis.npz`` (seeds the engine's: the ``covis``
+   feature, kept from the start of the replay too, and the co-visitation ranker);
 4. teacher on hard labels; student distilled from it; both keep their best validation epoch;
 5. export the student (fp32 + int8) and the teacher to ONNX, each parity-checked;
 6. offline quality on the held-out groups (the students through the real run-time
@@ -132,7 +133,9 @@ def _train(
     t0 = time.perf_counter()
     learn, held_out, popular = _log_groups(stream, index, engine_config, item_ids, config, progress)
     popular.save(out.popular)  # workers seed cold users' lists from it
-    # and their co-visitation, when it is on
+    # and their co-visitation (the `covis` feature; the ranker when covis_weight > 0): as
+    # from_events counts it, in the engine's micro-batches (the replay's single-event
+    # batches evict a full row's weakest pairs in another order)
     CoVisitation.from_events(stream.events, **covis_params(engine_config)).save(out.covis)
     clock["replay_s"] = time.perf_counter() - t0
     n_valid = max(1, int(len(learn) * VALID_FRAC))
@@ -275,7 +278,10 @@ def _log_groups(
     progress: Progress | None,
 ) -> tuple[RankingGroups, RankingGroups, Popular]:
     """Replay everything through a fresh engine (retrieval order) and log both samples;
-    also returns the engine's recently-popular counts at the end of the stream."""
+    also returns the engine's recently-popular counts at the end of the stream. It keeps
+    co-visitation (from empty, read as of each logged event) whatever ``covis_weight``: the
+    logged features include the ``covis`` feature the trained rerankers read
+    (``ranking.uses_covis``)."""
     rng = np.random.default_rng(config.seed)
     n = len(stream.events)
     learn_pos = np.sort(rng.choice(stream.split, min(config.examples, stream.split), replace=False))
@@ -290,6 +296,7 @@ def _log_groups(
         Popular(engine_config.popular_half_life_s, engine_config.popular_top),
         engine_config,
         clock=lambda: 0,
+        covis=CoVisitation(**covis_params(engine_config)),
     )
     learn, held_out = replay_and_log(
         engine,

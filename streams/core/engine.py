@@ -113,9 +113,10 @@ class Engine:
         model_version: str | None = None,
         covis: CoVisitation | None = None,
     ) -> None:
-        """``covis``: co-visitation statistics kept from the applied events; without a
-        reranker, candidates are then ranked by retrieval score + ``config.covis_weight`` x
-        co-visitation (see :mod:`.covis`)."""
+        """``covis``: co-visitation statistics kept from the applied events, the source of
+        the ``covis`` feature (0 without them); without a reranker, candidates are then
+        ranked by retrieval score + ``config.covis_weight`` x co-visitation (see
+        :mod:`.covis`). Builders pass them when :func:`~.ranking.uses_covis` says so."""
         self.index = index
         self.covis = covis
         self.scorer = scorer
@@ -216,6 +217,12 @@ class Engine:
             self.index.get_vectors,
         )
 
+    def keep_covis(self, covis: CoVisitation) -> None:
+        """Keep ``covis`` from now on (an engine built without): counted at every commit,
+        read by the ``covis`` feature and ranker; for a reranker plugged in later."""
+        self.covis = covis
+        self.stats.statistics.append(covis)
+
     # --- live catalog ------------------------------------------------------------------
     def apply_item_upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         """Add or replace catalog items; they can be recommended from the next batch on."""
@@ -275,7 +282,9 @@ class Engine:
         )
         searched_at = time.perf_counter()
         stats.search_s = searched_at - started
-        out = with_features(lists, self.index, self.popular) if features else bare(lists)
+        out = (
+            with_features(lists, self.index, self.popular, self.covis) if features else bare(lists)
+        )
         stats.features_s = time.perf_counter() - searched_at
         stats.candidates = sum(len(c.ids) for c in out)
         stats.popular = sum(c.source == POPULAR for c in out)

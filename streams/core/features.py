@@ -2,7 +2,8 @@
 
 The same :func:`build_features` runs at serving time and when training examples are logged
 (the engine's ``prepare``), so there is no train/serve skew. Features depend only on the
-user's state (via :class:`UserContext`), the catalog vectors and the popularity counts —
+user's state (via :class:`UserContext`), the catalog vectors, the popularity counts and
+the co-visitation statistics (:mod:`.covis`, read as of the batch start like popularity) —
 never on the event about to happen — so "right after event e" and "right before event e+1"
 give the same features. Everything is computed for the whole micro-batch at once on padded
 ``[batch, candidates, …]`` arrays with numpy; no per-pair Python.
@@ -19,6 +20,9 @@ import numpy as np
 from streamrec.streams.core.rules import UpdateRule, unit
 from streamrec.streams.core.state import UserState
 
+#: The co-visitation feature: an engine whose reranker reads it keeps co-visitation
+#: statistics whatever ``covis_weight`` (``ranking.uses_covis``).
+COVIS_FEATURE = "covis"
 #: Feature order of the vector :func:`build_features` returns; the scorer checks it.
 FEATURE_NAMES: tuple[str, ...] = (
     "retrieval_score",  # max over the user's queries of query · item (inner product)
@@ -30,6 +34,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "last_sim",  # cosine of the item to the user's most recent item
     "save_sim_max",  # max cosine of the item to the user's recent saves (0 when none)
     "pop_log",  # log1p of the item's recently-popular (decayed) count
+    COVIS_FEATURE,  # the user's scaled [0, 1] co-visitation with the item (0 without statistics)
     "user_events_log",  # log1p of the user's applied actions
     "user_save_frac",  # share of saves among the user's actions
     "user_gap_log",  # log1p of seconds between the user's last two actions
@@ -103,15 +108,18 @@ def build_features(
     recent_vectors: np.ndarray,
     recent_found: np.ndarray,
     popularity: np.ndarray,
+    covis: np.ndarray | None = None,
 ) -> np.ndarray:
     """Features of every (user, candidate) pair, ``[sum(len(c)), len(FEATURE_NAMES)]`` float32.
 
     Rows follow ``candidates`` flattened in order (all of user 0's, then user 1's, …), as do
     ``candidate_vectors`` (``[T, d]``, zeros for unknown items) and ``popularity`` (decayed
     counts). ``recent_vectors``/``recent_found`` hold the vectors of every user's
-    ``recent_items`` flattened the same way. One padded ``[B, M+R, d] @ [B, d, N]`` product
-    gives every candidate's inner product with its user's M queries and R unit recent-item
-    vectors at once (the latter divided by the item's norm give cosines).
+    ``recent_items`` flattened the same way, and ``covis`` (``[T]``, from
+    ``CoVisitation.scores``; None: an engine without co-visitation, all 0). One padded
+    ``[B, M+R, d] @ [B, d, N]`` product gives every candidate's inner product with its
+    user's M queries and R unit recent-item vectors at once (the latter divided by the
+    item's norm give cosines).
     """
     counts = np.array([len(c) for c in candidates], dtype=np.int64)
     total = int(counts.sum())
@@ -172,7 +180,8 @@ def build_features(
     grid[..., 6] = cosines[:, 0]
     grid[..., 7] = _masked_max(cosines, save_mask) if save_mask.any() else 0.0
     grid[..., 8] = _padded(np.log1p(np.asarray(popularity, dtype=np.float64)), counts, width)[0]
-    grid[..., 9:] = np.array(
+    grid[..., 9] = 0.0 if covis is None else _padded(np.asarray(covis), counts, width)[0]
+    grid[..., 10:] = np.array(
         [
             [
                 math.log1p(u.n_events),

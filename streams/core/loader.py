@@ -25,6 +25,7 @@ from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.popular import Popular
+from streamrec.streams.core.ranking import uses_covis
 from streamrec.streams.core.rules import UpdateRule, make_rule
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,9 @@ def load_engine(
     The index's search-time knobs (``index_ivf_nprobe``, ``index_hnsw_ef_search``,
     ``index_blas_threshold``) are the settings', so a worker can trade recall for speed
     without a rebuild. Popularity starts from ``ARTIFACTS/popular.msgpack`` when it is there and
-    ``config.popular_seed`` is on, else empty.
+    ``config.popular_seed`` is on, else empty; co-visitation likewise from ``covis.npz``,
+    kept when ``config.covis_weight > 0`` or the reranker reads the ``covis`` feature
+    (:func:`~.ranking.uses_covis`).
     """
     artifacts = Path(artifacts_dir)
     layout = Artifacts(artifacts)
@@ -158,5 +161,6 @@ def load_engine(
         )
     else:
         popular = Popular(config.popular_half_life_s, config.popular_top)
-    covis = covisitation(artifacts, config, len(index)) if config.covis_weight > 0 else None
+    keep = uses_covis(scorer, config.covis_weight)  # the weight's ranker or the feature
+    covis = covisitation(artifacts, config, len(index)) if keep else None
     return Engine(index, scorer, rule_of(config), popular, config, covis=covis)

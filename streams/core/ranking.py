@@ -2,7 +2,9 @@
 
 **Features** (:func:`with_features`): one vectorised :func:`~.features.build_features` over
 every candidate of the batch; the searched candidates' vectors come from the search, the
-rest (popular candidates, the users' recent items) from one ``get_vectors`` call. Skipped
+rest (popular candidates, the users' recent items) from one ``get_vectors`` call, the
+co-visitation feature from one ``CoVisitation.scores`` call (the engine keeps the
+statistics whenever its reranker reads it: :func:`uses_covis`). Skipped
 (:func:`bare`) when the ranking needs none.
 
 **Rerank**: ONE :class:`Ranker` call over all personalized candidates of the batch; popular
@@ -29,7 +31,12 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from streamrec.streams.core.covis import CoVisitation
-from streamrec.streams.core.features import FEATURE_NAMES, UserContext, build_features
+from streamrec.streams.core.features import (
+    COVIS_FEATURE,
+    FEATURE_NAMES,
+    UserContext,
+    build_features,
+)
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.retrieval import PERSONALIZED, CandidateList, CandidateSet, Index
 from streamrec.streams.wire import Event, Recommendation
@@ -146,10 +153,29 @@ class CovisRanker:
         self.weight = weight
 
     def scores(self, sets: Sequence[CandidateSet]) -> np.ndarray:
-        histories = [[item for item, _, _ in c.context.history] if c.context else [] for c in sets]
-        covis = self.covis.scores(histories, [c.ids for c in sets])
+        covis = covis_scores(self.covis, [c.context for c in sets], [c.ids for c in sets])
         retrieval = np.concatenate([c.scores for c in sets]).astype(np.float64)
         return retrieval + self.weight * covis
+
+
+def covis_scores(
+    covis: CoVisitation, contexts: Sequence[UserContext | None], candidates: Sequence[Sequence[str]]
+) -> np.ndarray:
+    """Each candidate's scaled co-visitation with its user's recent items (flattened like
+    ``candidates``): the one reading for the :class:`CovisRanker` and the feature."""
+    histories = [[item for item, _, _ in c.history] if c else [] for c in contexts]
+    return covis.scores(histories, candidates)
+
+
+def uses_covis(scorer: Reranker | BatchReranker | None, covis_weight: float) -> bool:
+    """Whether an engine with this reranker and blend weight must keep co-visitation
+    statistics: for the :class:`CovisRanker` (``covis_weight > 0``) or for a reranker that
+    reads the :data:`COVIS_FEATURE` (its ``feature_names`` when it declares them, checked
+    against :data:`FEATURE_NAMES` at load; else it gets FEATURE_NAMES rows). The one rule
+    every engine builder follows."""
+    if covis_weight > 0:
+        return True
+    return scorer is not None and COVIS_FEATURE in getattr(scorer, "feature_names", FEATURE_NAMES)
 
 
 def ranker_of(
@@ -187,10 +213,14 @@ def bare(lists: Sequence[CandidateList]) -> list[CandidateSet]:
 
 
 def with_features(
-    lists: Sequence[CandidateList], index: Index, popular: Popular
+    lists: Sequence[CandidateList],
+    index: Index,
+    popular: Popular,
+    covis: CoVisitation | None = None,
 ) -> list[CandidateSet]:
     """Every candidate's features and vector, in one :func:`build_features` call and one
-    ``get_vectors`` call for the batch (module doc)."""
+    ``get_vectors`` call for the batch (module doc); the co-visitation feature from one
+    ``covis.scores`` call (0 without ``covis``)."""
     contexts = [c.snapshot.context for c in lists]
     candidates = [c.ids for c in lists]
     searched = [0 if c.vectors is None else len(c.vectors) for c in lists]
@@ -215,6 +245,7 @@ def with_features(
         fetched[len(missing) :],
         found[len(missing) :],
         popular.counts(flat),
+        None if covis is None else covis_scores(covis, contexts, candidates),
     )
     out, start = [], 0
     for lst in lists:

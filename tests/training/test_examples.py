@@ -6,8 +6,9 @@ import numpy as np
 
 from streamrec.index import build_index
 from streamrec.streams.core.config import EngineConfig
+from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.engine import Engine
-from streamrec.streams.core.features import FEATURE_NAMES
+from streamrec.streams.core.features import COVIS_FEATURE, FEATURE_NAMES
 from streamrec.streams.core.loader import rule_of
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.wire import Event
@@ -16,11 +17,12 @@ from streamrec.training.examples import LATER_GAIN, GroupRequest, replay_and_log
 ITEMS = [f"i{k}" for k in range(8)]
 
 
-def engine() -> Engine:
+def engine(covis: CoVisitation | None = None) -> Engine:
     config = EngineConfig(candidates=6, cold_threshold=1)
     vectors = np.eye(8, dtype=np.float32) + 0.1
     index = build_index(ITEMS, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
-    return Engine(index, None, rule_of(config), Popular(86400.0), config, clock=lambda: 0)
+    popular = Popular(86400.0)
+    return Engine(index, None, rule_of(config), popular, config, clock=lambda: 0, covis=covis)
 
 
 def event(n: int, user: str, item: str, action: str = "click") -> Event:
@@ -64,3 +66,21 @@ def test_labels_stop_at_the_label_end_and_cold_users_are_not_logged() -> None:
     gains = dict(zip(ids, first.gains[0][first.mask[0]], strict=True))
     assert gains["i4"] == 1.0 and gains["i5"] == 0.0  # i5 comes at the label end
     assert len(second) == 0  # both are first events of their users: served popular items
+
+
+def test_the_logged_covis_feature_is_what_others_did_before_never_the_logged_event() -> None:
+    rows = {item: k for k, item in enumerate(ITEMS)}
+    col = FEATURE_NAMES.index(COVIS_FEATURE)
+
+    def covis_of_i1(events: list[Event]) -> float:
+        (groups,) = replay_and_log(
+            engine(CoVisitation(window=3)), events, rows,
+            [GroupRequest(np.array([len(events) - 1]), 1, len(events))],
+            seq_len=4, candidates=6,
+        )  # fmt: skip
+        ids = [ITEMS[r] for r in groups.items[0][groups.mask[0]]]
+        return float(groups.features[0][groups.mask[0]][ids.index("i1"), col])
+
+    mine = [event(2, "u", "i0"), event(3, "u", "i1")]  # logged: u's i0 -> i1
+    assert covis_of_i1([event(0, "v", "i0"), event(1, "v", "i1"), *mine]) == 1.0  # v's pair
+    assert covis_of_i1(mine) == 0.0  # the logged event itself is not counted yet

@@ -115,6 +115,8 @@ def test_writes_the_training_streams_co_visitation_for_the_engine_to_start_from(
         engine.covis.scores(histories, candidates), fresh.scores(histories, candidates), rtol=1e-6
     )
     assert engine.covis.scores(histories, candidates).max() > 0
+    served = load_engine(out, settings)  # weight 0, but the student reads the covis feature
+    assert served.config.covis_weight == 0 and served.covis is not None and len(served.covis)
 
 
 def test_exported_student_loads_in_the_scorer_with_its_metadata(

@@ -277,3 +277,49 @@ def test_the_loader_seeds_co_visitation_from_the_artifacts(
     unseeded = load_engine(tmp_path, settings.model_copy(update={"engine_popular_seed": False}))
     assert unseeded.covis is not None and len(unseeded.covis) == 0
     assert load_engine(tmp_path, Settings(engine_device="cpu")).covis is None  # weight 0: off
+
+
+def test_the_covis_feature_is_the_users_co_visitation_and_0_without_statistics(
+    covis_engine: Callable[..., Engine], make_engine: Callable[..., Engine]
+) -> None:
+    from streamrec.streams.core.features import COVIS_FEATURE, FEATURE_NAMES
+
+    probe = [Event("p", "probe", "item0", "click", 10**6)]
+    (first,) = make_engine().prepare(probe, {})
+    partner = first.ids[5]  # a candidate of the probe's list (the fans leave it one)
+    crowd = [Event(f"c{j}a", f"fan{j}", "item0", "click", 1000 * j) for j in range(5)]
+    crowd += [Event(f"c{j}b", f"fan{j}", partner, "click", 1000 * j + 1) for j in range(5)]
+    kept, without = covis_engine(0.0), make_engine()  # weight 0: the feature alone reads it
+    sets = []
+    for engine in (kept, without):
+        engine.apply(crowd, {})
+        (cset,) = engine.prepare(probe, {})
+        sets.append(cset)
+    col = FEATURE_NAMES.index(COVIS_FEATURE)
+    with_covis, plain = sets
+    assert with_covis.ids == plain.ids and partner in with_covis.ids
+    assert kept.covis is not None
+    expected = kept.covis.scores([["item0"]], [with_covis.ids])
+    np.testing.assert_allclose(with_covis.features[:, col], expected, rtol=1e-6)
+    assert with_covis.features[with_covis.ids.index(partner), col] == pytest.approx(1.0)
+    assert (plain.features[:, col] == 0).all()  # no statistics: the feature is 0
+    others = np.arange(len(FEATURE_NAMES)) != col
+    np.testing.assert_array_equal(with_covis.features[:, others], plain.features[:, others])
+
+
+def test_the_loader_keeps_co_visitation_for_a_reranker_that_reads_it_at_weight_0(
+    tmp_path: Path, index: CandidateIndex, reranker_onnx: Path
+) -> None:
+    import shutil
+
+    from streamrec.config import Settings
+    from streamrec.streams.core.loader import load_engine
+
+    index.save(tmp_path / "index")
+    shutil.copy(reranker_onnx, tmp_path / "reranker.onnx")
+    settings = Settings(engine_device="cpu", engine_covis_weight=0.0)
+    engine = load_engine(tmp_path, settings)
+    assert engine.scorer is not None and engine.covis is not None
+    assert engine.covis in engine.stats.statistics  # counted at every commit
+    bare = load_engine(tmp_path, settings.model_copy(update={"engine_reranker": ""}))
+    assert bare.covis is None  # retrieval order reads nothing of it

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from streamrec.index import CandidateIndex
-from streamrec.streams.core.features import FEATURE_NAMES, UserContext, build_features
+from streamrec.streams.core.features import (
+    COVIS_FEATURE,
+    FEATURE_NAMES,
+    UserContext,
+    build_features,
+)
 from streamrec.streams.core.rules import DecayedEmbedding
 from streamrec.streams.core.state import UserState
 from streamrec.streams.wire import Event
@@ -110,3 +115,21 @@ def test_recent_items_missing_from_the_index_are_left_out(index: CandidateIndex)
     assert (col["last_sim"] == 0).all()  # the last item has no vector
     np.testing.assert_allclose(col["recent_sim_mean"], col["recent_sim_max"], rtol=1e-6)
     assert col["recent_sim_max"][0] > 0.5 > col["recent_sim_max"][1]
+
+
+def test_the_covis_column_is_the_given_co_visitation_and_0_without(
+    index: CandidateIndex,
+) -> None:
+    users, candidates = contexts_and_candidates(index)
+    flat = [i for c in candidates for i in c]
+    recent = [i for u in users for i in u.recent_items]
+    vectors, found = index.get_vectors(flat + recent)
+    n, covis = len(flat), np.array([0.0, 1.0, 0.25, 0.5, 0.0])
+    parts = (users, candidates, vectors[:n], vectors[n:], found[n:], np.ones(n))
+    col = FEATURE_NAMES.index(COVIS_FEATURE)
+    with_covis = build_features(*parts, covis)
+    np.testing.assert_array_equal(with_covis[:, col], covis.astype(np.float32))
+    without = build_features(*parts)
+    assert (without[:, col] == 0).all()
+    others = np.arange(len(FEATURE_NAMES)) != col
+    np.testing.assert_array_equal(with_covis[:, others], without[:, others])
