@@ -2,9 +2,11 @@
 
 Embedding retrieval finds items *like* the user's; co-visitation finds the items people
 actually go on to next, which on MovieLens-1M is the stronger next-item signal (the online
-item-kNN baseline beat the embedding engine, 0.186 vs 0.158 HR@10). The engine keeps both
-and ranks its embedding candidates by ``retrieval score + weight x co-visitation``, the
-co-visitation scaled to [0, 1] per user.
+item-kNN baseline beat the embedding engine, 0.186 vs 0.158 HR@10). The engine keeps both:
+the strongest neighbours of a user's recent items are candidates of their own
+(:meth:`CoVisitation.strongest`, the ``covis`` candidate source), and every candidate's
+co-visitation, scaled to [0, 1] per user, is a reranker feature (or, without a reranker,
+added to the retrieval score at a weight).
 
 Statistics (event order, like the recently-popular counts): every applied action on item
 ``b`` at event time ``ts`` adds ``2^(ts / half_life)`` (see decay below) to the pair count of
@@ -17,14 +19,14 @@ items are ``r_0`` (newest), ``r_1``, … is
 **Bounded table.** No N x N matrix: each item keeps its ``neighbours`` (M) strongest pair
 counts in a row of M (int32 neighbour code, float32 count) slots, plus a float64 action
 count and its ``count^-power``: ``8·M + 16`` bytes per item (528 B at the default M = 64),
-item ids mapped to rows in a dict (~100 B more per id in CPython), at most ``max_items``
-rows, grown by doubling. A pair count that arrives for a full row takes the weakest slot
-only when it is at least that slot's count, so a row is always the top M of what it held
-plus what arrived (ties go to the newcomer). Each direction is kept by its own row: ``C[a,
-b]`` and ``C[b, a]`` are equal while both rows hold the pair since its first count, and a
-row that evicted a pair and took it back counts it again from there (never more than the
-true count). A row's scoring reads only its own M entries, so a popular item's long tail of
-weak partners costs nothing.
+item ids mapped to rows in a dict and back in a list (~110 B more per id in CPython), at
+most ``max_items`` rows, grown by doubling. A pair count that arrives for a full row takes
+the weakest slot only when it is at least that slot's count, so a row is always the top M
+of what it held plus what arrived (ties go to the newcomer). Each direction is kept by its
+own row: ``C[a, b]`` and ``C[b, a]`` are equal while both rows hold the pair since its
+first count, and a row that evicted a pair and took it back counts it again from there
+(never more than the true count). A row's scoring reads only its own M entries, so a
+popular item's long tail of weak partners costs nothing.
 
 **Decay** is by event time, as for popularity (:mod:`.popular`): a count is worth
 ``2^(-(now - ts) / half_life)`` at the newest event time ``now``, so old pairs fade and
@@ -45,7 +47,7 @@ from __future__ import annotations
 import io
 import sys
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from itertools import chain, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +90,7 @@ class CoVisitation:
         self.now = -1  # newest event ts counted (ms); -1: none yet
         self._anchor = 0
         self._code: dict[str, int] = {}
+        self._ids: list[str] = []  # row -> item id (the inverse of _code)
         self._nbr = np.full((0, neighbours), -1, dtype=np.int32)
         self._wt = np.zeros((0, neighbours), dtype=np.float32)
         self._count = np.zeros(0, dtype=np.float64)
@@ -108,9 +111,12 @@ class CoVisitation:
         return self._nbr.nbytes + self._wt.nbytes + self._count.nbytes + self._inv.nbytes
 
     def id_map_bytes(self) -> int:
-        """Bytes of the item-id -> row map (dict, keys, row ints): the rest of an item's cost."""
-        return sys.getsizeof(self._code) + sum(
-            sys.getsizeof(k) + sys.getsizeof(v) for k, v in self._code.items()
+        """Bytes of the item-id <-> row maps (dict, keys, row ints, the row -> id list): the
+        rest of an item's cost."""
+        return (
+            sys.getsizeof(self._code)
+            + sys.getsizeof(self._ids)
+            + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in self._code.items())
         )
 
     @classmethod
@@ -187,10 +193,67 @@ class CoVisitation:
         items' rows hold (not only the candidates), so they lie in [0, 1]."""
         counts = np.array([len(c) for c in candidates], dtype=np.int64)
         total = int(counts.sum())
-        if total == 0 or not self._code:
+        summed = self._summed(histories) if total else None
+        if summed is None:
             return np.zeros(total, dtype=np.float64)
+        keys, sums, top = summed
         get = self._code.get
         users = len(candidates)
+        cand = np.fromiter(map(get, chain.from_iterable(candidates), repeat(-1)), np.int64, total)
+        cand_owner = np.repeat(np.arange(users, dtype=np.int64), counts)
+        want = cand_owner << _SHIFT | np.maximum(cand, 0)
+        at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+        out = np.where((cand >= 0) & (keys[at] == want), sums[at], 0.0)
+        scale = top[cand_owner]
+        return np.where(scale > 0, out / np.where(scale > 0, scale, 1.0), 0.0)
+
+    def strongest(
+        self,
+        histories: Sequence[Sequence[str]],
+        n: int,
+        skip: Sequence[Container[str]],
+        allowed: Container[str],
+    ) -> list[tuple[list[str], np.ndarray]]:
+        """Each user's ``n`` best-scored items (the :meth:`scores` of every item its recent
+        items' rows hold), best first, with their scaled scores: the neighbours of what the
+        user just did, as candidates. ``skip[b]``: items user b must not get (seen,
+        excluded, already listed); only items in ``allowed`` (the live catalog) are given.
+        One gather for the batch; the walk per user stops at ``n``."""
+        none: tuple[list[str], np.ndarray] = ([], np.zeros(0, dtype=np.float64))
+        summed = self._summed(histories) if n > 0 else None
+        if summed is None:
+            return [none] * len(histories)
+        keys, sums, top = summed
+        owner = keys >> _SHIFT
+        order = np.lexsort((-sums, owner))  # by user, strongest first
+        codes = (keys[order] & 0xFFFFFFFF).tolist()
+        bounds = np.searchsorted(owner[order], np.arange(len(histories) + 1)).tolist()
+        ranked_sums = sums[order]
+        ids = self._ids
+        out: list[tuple[list[str], np.ndarray]] = []
+        for b, seen in enumerate(skip):
+            picked: list[str] = []
+            at: list[int] = []
+            for j in range(bounds[b], bounds[b + 1]):
+                item = ids[codes[j]]
+                if item not in seen and item in allowed:
+                    picked.append(item)
+                    at.append(j)
+                    if len(picked) == n:
+                        break
+            out.append((picked, ranked_sums[at] / top[b]) if picked else none)
+        return out
+
+    def _summed(
+        self, histories: Sequence[Sequence[str]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Every user's summed score of each item its recent items' rows hold: the sorted
+        keys ``user << 32 | code``, their sums, and each user's largest sum (0 for a user
+        with none); None when no user's rows hold anything."""
+        if not self._code:
+            return None
+        get = self._code.get
+        users = len(histories)
         rec = np.full((users, self.recent), -1, dtype=np.int64)
         for b, history in enumerate(histories):
             newest_first = [get(item, -1) for item in history[: -self.recent - 1 : -1]]
@@ -206,18 +269,12 @@ class CoVisitation:
         owner = np.broadcast_to(np.arange(users, dtype=np.int64)[:, None, None], nbr.shape)
         keys, where = np.unique(owner[live] << _SHIFT | nbr[live], return_inverse=True)
         if not len(keys):
-            return np.zeros(total, dtype=np.float64)
+            return None
         sums = np.bincount(where, part[live], minlength=len(keys))
         first = np.flatnonzero(np.r_[True, np.diff(keys >> _SHIFT) != 0])
         top = np.zeros(users, dtype=np.float64)
         top[keys[first] >> _SHIFT] = np.maximum.reduceat(sums, first)
-        cand = np.fromiter(map(get, chain.from_iterable(candidates), repeat(-1)), np.int64, total)
-        cand_owner = np.repeat(np.arange(users, dtype=np.int64), counts)
-        want = cand_owner << _SHIFT | np.maximum(cand, 0)
-        at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-        out = np.where((cand >= 0) & (keys[at] == want), sums[at], 0.0)
-        scale = top[cand_owner]
-        return np.where(scale > 0, out / np.where(scale > 0, scale, 1.0), 0.0)
+        return keys, sums, top
 
     def neighbours_of(self, item: str) -> dict[str, float]:
         """The neighbours ``item``'s row holds with their decayed counts as of ``now``
@@ -225,10 +282,9 @@ class CoVisitation:
         code = self._code.get(item)
         if code is None:
             return {}
-        ids = list(self._code)
         slots = np.flatnonzero(self._nbr[code] >= 0)
         scale = self._scale_now()
-        return {ids[self._nbr[code, s]]: float(self._wt[code, s]) * scale for s in slots}
+        return {self._ids[self._nbr[code, s]]: float(self._wt[code, s]) * scale for s in slots}
 
     def count_of(self, item: str) -> float:
         """``item``'s decayed action count as of ``now`` (0 when never counted)."""
@@ -243,7 +299,7 @@ class CoVisitation:
         buffer = io.BytesIO()
         np.savez(
             buffer,
-            ids=np.array(list(self._code), dtype=np.str_),
+            ids=np.array(self._ids, dtype=np.str_),
             neighbours=self._nbr[:n],
             pairs=(self._wt[:n] * np.float32(scale)).astype(np.float32),
             counts=self._count[:n] * scale,
@@ -277,7 +333,8 @@ class CoVisitation:
         covis._wt[:n, :width] = wt
         covis._count[:n] = counts[:n]
         covis._refresh_inverse(np.arange(n))
-        covis._code = dict(zip(ids[:n], range(n), strict=True))
+        covis._ids = ids[:n]
+        covis._code = dict(zip(covis._ids, range(n), strict=True))
         covis.now = covis._anchor = now
         return covis
 
@@ -377,6 +434,7 @@ class CoVisitation:
         if code >= len(self._count):
             self._grow(max(64, min(2 * len(self._count), self.max_items)))
         self._code[item] = code
+        self._ids.append(item)
         return code
 
     def _grow(self, size: int) -> None:

@@ -72,6 +72,30 @@ def test_newer_recent_items_weigh_more_and_unknown_candidates_score_zero() -> No
     assert old_p_new_r.tolist() == pytest.approx([0.5, 1.0, 0.0])
 
 
+def test_the_strongest_neighbours_are_the_best_scored_items_minus_skipped_and_unknown() -> None:
+    covis = _table(neighbours=8)
+    items, previous = _stream(random.Random(5), 3000, items=300, users=30)
+    covis.add(items, previous, list(range(len(items))))
+    histories = [items[j : j + 10] for j in range(0, 1000, 100)]
+    catalog = sorted(set(items))
+    gone = set(catalog[::7])  # "deleted from the index"
+    allowed = set(catalog) - gone
+    skip = [set(h[:3]) for h in histories]
+    picked = covis.strongest(histories, 12, skip, allowed)
+    scores = covis.scores(histories, [catalog] * len(histories)).reshape(len(histories), -1)
+    for (ids, got), row, seen in zip(picked, scores, skip, strict=True):
+        best = sorted(
+            (item for item, s in zip(catalog, row, strict=True) if s > 0),
+            key=lambda item: -row[catalog.index(item)],
+        )
+        expected = [item for item in best if item not in seen and item in allowed][:12]
+        assert ids and set(ids) == set(expected)  # ties may swap places
+        np.testing.assert_allclose(got, [row[catalog.index(i)] for i in ids], rtol=1e-9)
+        assert list(got) == sorted(got, reverse=True) and got.max() <= 1.0
+    [(ids, got)] = covis.strongest([["never-seen"]], 5, [set()], allowed)
+    assert ids == [] and len(got) == 0
+
+
 def test_items_beyond_the_cap_are_not_counted() -> None:
     covis = _table(window=5, max_items=2)
     covis.add(["a", "b", "c"], [[], ["a"], ["a", "b"]], [0, 1, 2])
