@@ -292,6 +292,15 @@ class Settings(BaseSettings):
         "recent items (scaled to [0, 1] per user). The statistics are kept when this is > 0 or "
         "the reranker reads the `covis` feature (the student does), else none.",
     )
+    engine_covis_candidates: int = Field(
+        50,
+        ge=0,
+        description="Co-visitation neighbours of the user's recent items added to the "
+        "search's `engine_candidates` when co-visitation is kept (the items people go on to "
+        "next, which embedding search misses), for the reranker to rank; 0 turns the source "
+        "off. MovieLens-100k validation split, served `decayed:student` HR@10 ratio to 100: "
+        "0 0.973 [0.963, 0.984], 25 1.001, 50 1.000.",
+    )
     engine_covis_window: int = Field(
         5,
         ge=1,

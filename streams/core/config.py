@@ -39,6 +39,7 @@ class EngineConfig:
     popular_seed: bool = True
     cold_threshold: int = 1
     covis_weight: float = 0.0
+    covis_candidates: int = 50
     covis_window: int = 3
     covis_recent: int = 10
     covis_recency: float = 0.7
@@ -72,6 +73,7 @@ class EngineConfig:
             popular_seed=settings.engine_popular_seed,
             cold_threshold=settings.engine_cold_threshold,
             covis_weight=settings.engine_covis_weight,
+            covis_candidates=settings.engine_covis_candidates,
             covis_window=settings.engine_covis_window,
             covis_recent=settings.engine_covis_recent,
             covis_recency=settings.engine_covis_recency,

@@ -9,9 +9,10 @@ each:
    rules: :mod:`.rules`), each snapshotted right after it (or right before it, for
    training and prequential evaluation); the newly applied ones staged as the batch's
    :class:`~.statistics.StatsDelta`.
-2. **retrieve** (:mod:`.retrieval`) — candidates from the candidate sources in turn: one
-   batched ANN search for the warm users, recently-popular items for cold users and short
-   lists; minus seen, excluded and deleted items.
+2. **retrieve** (:mod:`.retrieval`) — candidates from the candidate sources in turn,
+   merged into one list per event: one batched ANN search for the warm users, the
+   co-visitation neighbours of their recent items, recently-popular items for cold users
+   and short lists; minus seen, excluded and deleted items.
 3. **features** and 4. **rank** (:mod:`.ranking`) — one feature build and ONE reranker call
    over all personalized candidates of the batch (retrieval order without one); top-k.
 
@@ -52,6 +53,7 @@ from streamrec.streams.core.retrieval import (
     AnnSource,
     CandidateSet,
     CandidateSource,
+    CovisSource,
     Index,
     PopularSource,
     retrieve,
@@ -199,12 +201,19 @@ class Engine:
             source=POPULAR,
         )
 
-    def sources(self) -> list[CandidateSource]:
-        """The candidate sources, in the order they fill a list (:mod:`.retrieval`)."""
-        return [
-            AnnSource(self.index, self.rule.max_queries),
-            PopularSource(self.popular, self.index),
+    def sources(self) -> list[tuple[CandidateSource, int]]:
+        """The candidate sources in the order they fill a list, each with the length it
+        fills lists to (:mod:`.retrieval`): ``candidates`` from the search, up to
+        ``covis_candidates`` more co-visitation neighbours when the engine keeps
+        co-visitation, and popular items for cold users and lists still short."""
+        n = self.config.candidates
+        sources: list[tuple[CandidateSource, int]] = [
+            (AnnSource(self.index, self.rule.max_queries), n)
         ]
+        if self.covis is not None and self.config.covis_candidates > 0:
+            sources.append((CovisSource(self.covis, self.index), n + self.config.covis_candidates))
+        sources.append((PopularSource(self.popular, self.index), n))
+        return sources
 
     def ranker(self) -> Ranker | None:
         """What ranks the personalized candidates now (:mod:`.ranking`; None: retrieval
@@ -277,9 +286,7 @@ class Engine:
     def _candidates(self, applied: Applied, *, features: bool) -> list[CandidateSet]:
         stats = self.last_batch_stats
         started = time.perf_counter()
-        lists = retrieve(
-            applied.snapshots, self.sources(), self.config.candidates, with_vectors=features
-        )
+        lists = retrieve(applied.snapshots, self.sources(), with_vectors=features)
         searched_at = time.perf_counter()
         stats.search_s = searched_at - started
         out = (

@@ -61,6 +61,11 @@ class UserContext:
         tuple[str, str, int], ...
     ] = ()  # the recent ring (item, action, ts), oldest first
 
+    @property
+    def history_items(self) -> list[str]:
+        """The recent ring's items, oldest first: what co-visitation scores by."""
+        return [item for item, _, _ in self.history]
+
     @classmethod
     def of(
         cls, state: UserState, rule: UpdateRule, *, dim: int, recent: int, cold_threshold: int

@@ -163,8 +163,7 @@ def covis_scores(
 ) -> np.ndarray:
     """Each candidate's scaled co-visitation with its user's recent items (flattened like
     ``candidates``): the one reading for the :class:`CovisRanker` and the feature."""
-    histories = [[item for item, _, _ in c.history] if c else [] for c in contexts]
-    return covis.scores(histories, candidates)
+    return covis.scores([c.history_items if c else [] for c in contexts], candidates)
 
 
 def uses_covis(scorer: Reranker | BatchReranker | None, covis_weight: float) -> bool:

@@ -1,20 +1,29 @@
 """Step 2 of a micro-batch: each snapshot's candidates, from candidate sources in turn.
 
 A :class:`CandidateSource` adds candidates to the lists of a whole batch at once. The
-engine runs its sources in order, each filling the lists still short of ``n`` candidates:
+engine runs its sources in order, each filling the lists it serves up to its own length
+(:func:`retrieve` takes ``(source, length)`` pairs), so the sources' candidates are merged
+into one list per event:
 
 1. :class:`AnnSource` — ONE batched ``index.search`` over every warm snapshot's queries
    (several per user for the multi-interest rule, their results merged by
    :func:`interleave`), the user's excluded items removed by the index's over-fetch; the
    hits' vectors come back with them when features need them.
-2. :class:`PopularSource` — the recently-popular items still in the index, best first
+2. :class:`CovisSource` — the strongest co-visitation neighbours of the user's recent
+   items (:meth:`~.covis.CoVisitation.strongest`) that the search did not find: the items
+   people go on to next, which embedding similarity misses; appended after the search's,
+   scored on its scale (the best query's retrieval score), so a list reads as one ranking.
+3. :class:`PopularSource` — the recently-popular items still in the index, best first
    (:meth:`PopularSource.pool`), minus excluded ones and those already in the list: all a
    cold user gets (fewer than ``cold_threshold`` actions on known items), and the fill of
    a warm list that came up short (tiny catalog, heavy exclusions).
 
 A list belongs to the first source that :meth:`~CandidateSource.serves` its user (its
 ``source``, what the recommendation says it is); its scores are that source's (retrieval
-scores, decayed popular counts), and candidates a later source adds to fill it score 0.
+scores, decayed popular counts); candidates a later source adds score 0 unless that source
+scores them on the leading one's scale (the co-visitation source for the search's lists).
+Which source added a candidate stays visible to the reranker through its position
+(``retrieval_rank_log``) and its co-visitation (``covis``) feature.
 """
 
 from __future__ import annotations
@@ -27,12 +36,14 @@ from typing import Protocol
 import numpy as np
 
 from streamrec.index import SearchResult
+from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.features import UserContext
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.updates import Snapshot
 from streamrec.streams.wire import Event
 
 PERSONALIZED = "personalized"
+COVIS = "covis"
 POPULAR = "popular"
 
 
@@ -40,6 +51,8 @@ class Index(Protocol):
     """The part of ``CandidateIndex`` the engine uses."""
 
     dim: int
+    #: ``ip`` (search scores are inner products) or ``l2`` (negative squared distances).
+    metric: str
 
     def __contains__(self, item_id: object) -> bool: ...
     def search(
@@ -70,15 +83,29 @@ class CandidateList:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     vectors: np.ndarray | None = None
 
-    def add(self, source: str, ids: list[str], scores: np.ndarray) -> None:
-        """Append a source's candidates: with their scores when it leads the list, else
-        scored 0."""
+    def add(
+        self,
+        source: str,
+        ids: list[str],
+        scores: np.ndarray,
+        *,
+        vectors: np.ndarray | None = None,
+        on_scale: bool = False,
+    ) -> None:
+        """Append a source's candidates: with their scores when it leads the list or scores
+        them on the leader's scale (``on_scale``), else scored 0. Their ``vectors`` are kept
+        while the list's vectors cover all of its candidates."""
         if not self.source:
             self.source = source
             self.ids, self.scores = ids, np.asarray(scores, dtype=np.float32)
+            self.vectors = vectors
         elif ids:
+            covered = self.vectors is not None and len(self.vectors) == len(self.ids)
             self.ids = self.ids + ids
-            self.scores = np.concatenate([self.scores, np.zeros(len(ids), np.float32)])
+            added = np.asarray(scores, np.float32) if on_scale else np.zeros(len(ids), np.float32)
+            self.scores = np.concatenate([self.scores, added])
+            if covered and vectors is not None and self.vectors is not None:
+                self.vectors = np.concatenate([self.vectors, vectors])
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +140,8 @@ class CandidateSource(Protocol):
 
     def fill(self, lists: Sequence[CandidateList], n: int, *, with_vectors: bool) -> None:
         """Add up to ``n - len(lst.ids)`` new candidates to each list it serves: none the
-        user excludes, none already in the list; in one go for the whole batch."""
+        user excludes, none already in the list, none outside the index; in one go for the
+        whole batch (with the added candidates' vectors when ``with_vectors``)."""
         ...
 
 
@@ -147,11 +175,79 @@ class AnnSource:
             ids, scores, picked = interleave(
                 result.ids[rows], result.scores[rows], lst.snapshot.context.query_weights, n
             )
-            lst.add(self.name, ids, scores)
+            vectors = None
             if result.vectors is not None:
-                vectors = result.vectors[rows]
-                lst.vectors = (vectors[0] if m == 1 else np.concatenate(vectors))[picked]
+                hits = result.vectors[rows]
+                vectors = (hits[0] if m == 1 else np.concatenate(hits))[picked]
+            lst.add(self.name, ids, scores, vectors=vectors)
             row += m
+
+
+class CovisSource:
+    """The strongest co-visitation neighbours of the user's recent items, best first,
+    scored like the search's hits (the best query's inner product, or negative squared
+    distance for an ``l2`` index) so a list it extends stays one ranking by retrieval
+    score; its own strength is the ``covis`` feature."""
+
+    name = COVIS
+
+    def __init__(self, covis: CoVisitation, index: Index) -> None:
+        self.covis = covis
+        self.index = index
+
+    def serves(self, context: UserContext) -> bool:
+        return not context.cold
+
+    def fill(self, lists: Sequence[CandidateList], n: int, *, with_vectors: bool) -> None:
+        served = [c for c in lists if self.serves(c.snapshot.context)]
+        if not served:
+            return
+        want = max(n - min(len(c.ids) for c in served), 0)
+        picks = self.covis.strongest(
+            [c.snapshot.context.history_items for c in served],
+            want,
+            [_Either(c.snapshot.exclude, set(c.ids)) for c in served],
+            self.index,
+        )
+        ids = [ids[: max(n - len(lst.ids), 0)] for lst, (ids, _) in zip(served, picks, strict=True)]
+        fetched, _ = self.index.get_vectors([item for added in ids for item in added])
+        at = 0
+        for lst, added in zip(served, ids, strict=True):
+            vectors = fetched[at : at + len(added)]
+            at += len(added)
+            scores = _retrieval_scores(lst.snapshot.context, vectors, self.index.metric)
+            lst.add(
+                self.name,
+                added,
+                scores,
+                vectors=vectors if with_vectors else None,
+                on_scale=lst.source == PERSONALIZED,
+            )
+
+
+class _Either:
+    """Membership in either of two collections, without building their union."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: Collection[str], second: Collection[str]) -> None:
+        self.first = first
+        self.second = second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.first or item in self.second
+
+
+def _retrieval_scores(context: UserContext, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """What the index's search would score ``vectors`` for this user: the best of the
+    user's queries (inner product for ``ip``, negative squared distance for ``l2``)."""
+    queries = context.queries[context.query_weights > 0]
+    if not len(vectors) or not len(queries):
+        return np.zeros(len(vectors), dtype=np.float32)
+    dots = vectors @ queries.T  # [n, m]
+    if metric == "l2":
+        dots = 2 * dots - (vectors * vectors).sum(1)[:, None] - (queries * queries).sum(1)
+    return np.asarray(dots.max(axis=1), dtype=np.float32)
 
 
 class PopularSource:
@@ -201,14 +297,14 @@ class PopularSource:
 
 def retrieve(
     snapshots: Sequence[Snapshot],
-    sources: Sequence[CandidateSource],
-    n: int,
+    sources: Sequence[tuple[CandidateSource, int]],
     *,
     with_vectors: bool,
 ) -> list[CandidateList]:
-    """Every snapshot's list of up to ``n`` candidates from ``sources`` in turn."""
+    """Every snapshot's list from ``sources`` in turn, each ``(source, n)`` filling the
+    lists it serves up to ``n`` candidates (see the module doc)."""
     lists = [CandidateList(s) for s in snapshots]
-    for source in sources:
+    for source, n in sources:
         source.fill(lists, n, with_vectors=with_vectors)
     return lists
 

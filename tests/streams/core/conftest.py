@@ -14,9 +14,10 @@ import pytest
 from streamrec.index import CandidateIndex, build_index
 from streamrec.models.scorer import Scorer
 from streamrec.streams.core.config import EngineConfig
+from streamrec.streams.core.covis import CoVisitation
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import rule_of
+from streamrec.streams.core.loader import covis_params, rule_of
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.wire import Event
 
@@ -53,13 +54,17 @@ def index(catalog: Catalog) -> CandidateIndex:
 
 @pytest.fixture
 def make_engine(index: CandidateIndex) -> Callable[..., Engine]:
-    """``make_engine(scorer=None, **config_fields)``: an engine over the test index with a
-    fixed clock (emitted_ts = 42), so outputs are comparable across runs."""
+    """``make_engine(scorer=None, covis=False, **config_fields)``: an engine over the test
+    index with a fixed clock (emitted_ts = 42), so outputs are comparable across runs; with
+    ``covis``, it keeps empty co-visitation statistics of the config's parameters."""
 
-    def make(scorer: Scorer | None = None, **fields: Any) -> Engine:
+    def make(scorer: Scorer | None = None, covis: bool = False, **fields: Any) -> Engine:
         config = dataclasses.replace(EngineConfig(candidates=50, k=10), **fields)
         popular = Popular(config.popular_half_life_s, config.popular_top)
-        return Engine(index, scorer, rule_of(config), popular, config, clock=lambda: 42)
+        table = CoVisitation(**covis_params(config)) if covis else None
+        return Engine(
+            index, scorer, rule_of(config), popular, config, clock=lambda: 42, covis=table
+        )
 
     return make
 

@@ -145,6 +145,7 @@ class CountingIndex:
     def __init__(self, index: CandidateIndex) -> None:
         self.index = index
         self.dim = index.dim
+        self.metric = index.metric
         self.searches: list[int] = []
 
     def __contains__(self, item_id: object) -> bool:

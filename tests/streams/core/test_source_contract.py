@@ -1,5 +1,6 @@
 """The CandidateSource contract, checked against every source the engine runs (like the
-index's contract suite), on a real flat FAISS index and real popularity counts."""
+index's contract suite), on a real flat FAISS index and real popularity and co-visitation
+counts."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from streamrec.streams.core.retrieval import (
     AnnSource,
     CandidateList,
     CandidateSource,
+    CovisSource,
     PopularSource,
     retrieve,
 )
@@ -22,12 +24,12 @@ from streamrec.streams.core.updates import Snapshot, apply_events
 from streamrec.streams.wire import Event
 
 N = 30
-SOURCES = ["ann", "popular"]
+SOURCES = ["ann", "covis", "popular"]
 
 
 @pytest.fixture(params=["decayed", "multi"])
 def engine(request: pytest.FixtureRequest, make_engine: Callable[..., Engine]) -> Engine:
-    return make_engine(rule=request.param, cold_threshold=3)
+    return make_engine(rule=request.param, cold_threshold=3, covis=True, covis_candidates=10)
 
 
 @pytest.fixture
@@ -55,6 +57,9 @@ def snapshots(engine: Engine, make_stream: Callable[..., list[Event]]) -> list[S
 def source_of(name: str, engine: Engine) -> CandidateSource:
     if name == "ann":
         return AnnSource(engine.index, engine.rule.max_queries)
+    if name == "covis":
+        assert engine.covis is not None
+        return CovisSource(engine.covis, engine.index)
     return PopularSource(engine.popular, engine.index)
 
 
@@ -139,7 +144,33 @@ def test_deleted_items_are_never_candidates(
 def test_the_engine_runs_every_source_and_fills_every_list(
     engine: Engine, snapshots: list[Snapshot]
 ) -> None:
-    assert sorted(type(s).__name__ for s in engine.sources()) == ["AnnSource", "PopularSource"]
-    lists = retrieve(snapshots, engine.sources(), N, with_vectors=False)
-    assert all(len(lst.ids) == N and lst.source for lst in lists)
+    names = [type(s).__name__ for s, _ in engine.sources()]
+    assert names == ["AnnSource", "CovisSource", "PopularSource"]
+    lists = retrieve(snapshots, engine.sources(), with_vectors=False)
+    n, extra = engine.config.candidates, engine.config.covis_candidates
+    assert all(n <= len(lst.ids) <= n + extra and lst.source for lst in lists)
     assert {lst.source for lst in lists} == {"personalized", "popular"}
+    assert any(len(lst.ids) > n for lst in lists)  # co-visitation added to some lists
+
+
+def test_co_visitation_candidates_are_scored_like_the_search_hits(
+    engine: Engine, snapshots: list[Snapshot]
+) -> None:
+    """The neighbours appended to a searched list carry the score the search would give
+    them (the best query's inner product), so the list stays one retrieval ranking."""
+    lists = retrieve(snapshots, engine.sources()[:2], with_vectors=True)
+    n = engine.config.candidates
+    extended = [lst for lst in lists if len(lst.ids) > n]
+    assert extended
+    for lst in extended:
+        vectors, found = engine.index.get_vectors(lst.ids[n:])
+        assert found.all() and lst.vectors is not None
+        np.testing.assert_array_equal(lst.vectors[n:], vectors)
+        context = lst.snapshot.context
+        best = (vectors @ context.queries[context.query_weights > 0].T).max(axis=1)
+        np.testing.assert_allclose(lst.scores[n:], best, rtol=1e-5, atol=1e-6)
+
+
+def test_no_co_visitation_source_without_co_visitation(make_engine: Callable[..., Engine]) -> None:
+    for engine in (make_engine(), make_engine(covis=True, covis_candidates=0)):
+        assert [type(s).__name__ for s, _ in engine.sources()] == ["AnnSource", "PopularSource"]
