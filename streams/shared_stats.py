@@ -32,6 +32,16 @@ killed on one machine and started on another (a rescheduled pod without a volume
 there. Checkpoints are cut into chunks under the producer's message limit; each writer
 alternates between two slots of chunk keys and writes its manifest last, so a kill during a
 write leaves its previous checkpoint whole.
+
+A checkpoint holds no event of this worker whose delta is not on the broker. The engine
+commits a batch locally before its delta is acknowledged (with the pipeline, batch n+1 is
+computed while batch n publishes), and a checkpoint holding batch n's events and keys
+would, if that publish then failed, make the restarted worker drop the redelivered batch
+as already counted: the other workers would never count it. So the snapshot also counts
+this worker's own events in it (the events less those of other workers' deltas and of the
+restored checkpoint), and the checkpoint is written only once :meth:`GlobalStats.publish`
+has had that many acknowledged (:class:`AckedEvents`; deltas are acknowledged in batch
+order). After ``ack_wait_s`` it is skipped with a warning: the previous one still stands.
 """
 
 from __future__ import annotations
@@ -107,8 +117,38 @@ def create_topics(admin: KafkaAdminClient, config: StatsConfig) -> None:
 
 
 # --- the worker's side ------------------------------------------------------------------
+class AckedEvents:
+    """How many of this worker's own events the broker has acknowledged (their deltas), and
+    a bounded wait for a count; on the event loop."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Event()
+
+    def add(self, events: int) -> None:
+        """``events`` more are acknowledged; wakes every waiter to look again."""
+        self.count += events
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def reach(self, events: int, timeout: float) -> bool:
+        """Whether at least ``events`` are acknowledged within ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.count < events:
+                    await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
 class GlobalStats(Service):
     """Publishes this worker's deltas, applies the others', writes and restores checkpoints."""
+
+    #: How long a checkpoint waits for the deltas it holds to be acknowledged (normally one
+    #: publish round trip). The follower applies no delta meanwhile, and a skipped
+    #: checkpoint costs only its turn, so this is short.
+    ack_wait_s = 5.0
 
     def __init__(self, rt: Runtime, config: StatsConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -126,6 +166,10 @@ class GlobalStats(Service):
         self._offsets: dict[int, int] = {}
         self._skip = ("", 0)  # a restored checkpoint's writer's deltas up to seq are in it
         self._slot = 0
+        #: Events of other workers' deltas and of the restored checkpoint; the rest of
+        #: ``shared.events`` are this worker's own, to be acknowledged before a checkpoint.
+        self._foreign = 0
+        self.acked = AckedEvents()
         registry = rt.metrics.registry
         self.delay = Histogram(
             "streamrec_stats_delta_delay_seconds",
@@ -186,6 +230,7 @@ class GlobalStats(Service):
                     )
                 )
         await asyncio.gather(*sent)
+        self.acked.add(sum(len(delta) for delta in deltas))
 
     # --- service ---------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -295,6 +340,7 @@ class GlobalStats(Service):
             ):
                 continue  # in this worker's statistics already
             out[-1] = len(self.shared.commit(message.delta))
+            self._foreign += out[-1]
         return out
 
     # --- checkpoints -----------------------------------------------------------------
@@ -325,6 +371,7 @@ class GlobalStats(Service):
     def _restore_now(self, checkpoint: Checkpoint) -> None:
         assert self.shared is not None
         self.shared.restore(checkpoint.snapshot)
+        self._foreign = self.shared.events  # replaced everything counted before
         self._offsets = dict(checkpoint.offsets)
         self._skip = (checkpoint.origin, checkpoint.seq)
 
@@ -351,10 +398,20 @@ class GlobalStats(Service):
             await consumer.stop()
 
     async def _checkpoint(self) -> None:
-        """Write a checkpoint of the statistics as they stand (see the module doc)."""
+        """Write a checkpoint of the statistics as they stand, once this worker's deltas in
+        it are on the broker (see the module doc)."""
         assert self._producer is not None
         started = time.monotonic()
-        checkpoint = await self.rt.run(self._snapshot_now)
+        checkpoint, own = await self.rt.run(self._snapshot_now)
+        if not await self.acked.reach(own, self.ack_wait_s):
+            log.warning(
+                "stats checkpoint skipped: %d of its %d own events not acknowledged by the "
+                "broker after %.1f s",
+                own - self.acked.count,
+                own,
+                self.ack_wait_s,
+            )
+            return
         loop = asyncio.get_running_loop()
         records = await loop.run_in_executor(None, checkpoint_records, self.writer, checkpoint)
         topic = self.config.checkpoints_topic
@@ -375,9 +432,11 @@ class GlobalStats(Service):
             checkpoint.offsets,
         )
 
-    def _snapshot_now(self) -> Checkpoint:
+    def _snapshot_now(self) -> tuple[Checkpoint, int]:
+        """On the compute thread: the checkpoint, and how many of its events are this
+        worker's own."""
         assert self.shared is not None
-        return Checkpoint(
+        checkpoint = Checkpoint(
             uuid.uuid4().hex,
             int(time.time() * 1000),
             dict(self._offsets),
@@ -386,6 +445,7 @@ class GlobalStats(Service):
             self.shared.snapshot(),
             self._slot,
         )
+        return checkpoint, self.shared.events - self._foreign
 
     # --- what the debug route shows --------------------------------------------------
     def describe(self, engine: Engine, k: int) -> dict[str, Any]:
