@@ -91,6 +91,8 @@ class CoVisitation:
         self._anchor = 0
         self._code: dict[str, int] = {}
         self._ids: list[str] = []  # row -> item id (the inverse of _code)
+        self._version = 0  # bumped by every count: what a kept read (_summed) is valid for
+        self._last_read: tuple[Any, Any] | None = None
         self._nbr = np.full((0, neighbours), -1, dtype=np.int32)
         self._wt = np.zeros((0, neighbours), dtype=np.float32)
         self._count = np.zeros(0, dtype=np.float64)
@@ -169,6 +171,7 @@ class CoVisitation:
             pairs_of.append(len(others))
         if not acted:
             return
+        self._version += 1
         weight = self._weights(np.asarray(stamps, dtype=np.int64))
         codes = np.asarray(acted, dtype=np.int64)
         np.add.at(self._count, codes, weight)
@@ -211,37 +214,46 @@ class CoVisitation:
         self,
         histories: Sequence[Sequence[str]],
         n: int,
-        skip: Sequence[Container[str]],
+        skip: Sequence[tuple[Container[str], Container[str]]],
         allowed: Container[str],
     ) -> list[tuple[list[str], np.ndarray]]:
         """Each user's ``n`` best-scored items (the :meth:`scores` of every item its recent
         items' rows hold), best first, with their scaled scores: the neighbours of what the
-        user just did, as candidates. ``skip[b]``: items user b must not get (seen,
-        excluded, already listed); only items in ``allowed`` (the live catalog) are given.
-        One gather for the batch; the walk per user stops at ``n``."""
+        user just did, as candidates. ``skip[b]``: two collections of items user b must not
+        get (e.g. excluded, already listed); only items in ``allowed`` (the live catalog,
+        with fast membership tests) are given. One gather for the batch; per user, the
+        ranked items are filtered in slices of ``2n`` until ``n`` are found (most of a long
+        history's neighbours are items it has seen)."""
         none: tuple[list[str], np.ndarray] = ([], np.zeros(0, dtype=np.float64))
         summed = self._summed(histories) if n > 0 else None
         if summed is None:
             return [none] * len(histories)
         keys, sums, top = summed
         owner = keys >> _SHIFT
-        order = np.lexsort((-sums, owner))  # by user, strongest first
+        scaled = sums / top[owner]  # in (0, 1]: one float key orders by user, then strongest
+        order = np.argsort(2.0 * owner - scaled, kind="stable")  # ties: by code (as keys)
         codes = (keys[order] & 0xFFFFFFFF).tolist()
         bounds = np.searchsorted(owner[order], np.arange(len(histories) + 1)).tolist()
-        ranked_sums = sums[order]
+        ranked = scaled[order]
         ids = self._ids
         out: list[tuple[list[str], np.ndarray]] = []
-        for b, seen in enumerate(skip):
+        for b, (first, second) in enumerate(skip):
             picked: list[str] = []
             at: list[int] = []
-            for j in range(bounds[b], bounds[b + 1]):
-                item = ids[codes[j]]
-                if item not in seen and item in allowed:
-                    picked.append(item)
-                    at.append(j)
-                    if len(picked) == n:
-                        break
-            out.append((picked, ranked_sums[at] / top[b]) if picked else none)
+            lo, hi = bounds[b], bounds[b + 1]
+            while lo < hi and len(picked) < n:
+                stop = min(lo + 2 * n, hi)
+                fresh = [
+                    (j, item)
+                    for j, item in zip(
+                        range(lo, stop), [ids[c] for c in codes[lo:stop]], strict=True
+                    )
+                    if item not in first and item not in second and item in allowed
+                ][: n - len(picked)]
+                picked += [item for _, item in fresh]
+                at += [j for j, _ in fresh]
+                lo = stop
+            out.append((picked, ranked[at]) if picked else none)
         return out
 
     def _summed(
@@ -249,9 +261,21 @@ class CoVisitation:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Every user's summed score of each item its recent items' rows hold: the sorted
         keys ``user << 32 | code``, their sums, and each user's largest sum (0 for a user
-        with none); None when no user's rows hold anything."""
+        with none); None when no user's rows hold anything. The last result is kept until
+        the next count (:meth:`add`) for a second read of the same histories."""
         if not self._code:
             return None
+        # the candidate source and the feature read the same users in one batch: once
+        key = (self._version, [tuple(h[-self.recent :]) for h in histories])
+        if self._last_read is not None and self._last_read[0] == key:
+            return self._last_read[1]
+        summed = self._sum(histories)
+        self._last_read = (key, summed)
+        return summed
+
+    def _sum(
+        self, histories: Sequence[Sequence[str]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         get = self._code.get
         users = len(histories)
         rec = np.full((users, self.recent), -1, dtype=np.int64)

@@ -55,6 +55,7 @@ class Index(Protocol):
     metric: str
 
     def __contains__(self, item_id: object) -> bool: ...
+    def live_ids(self) -> Collection[str]: ...
     def search(
         self,
         queries: np.ndarray,
@@ -206,8 +207,8 @@ class CovisSource:
         picks = self.covis.strongest(
             [c.snapshot.context.history_items for c in served],
             want,
-            [_Either(c.snapshot.exclude, set(c.ids)) for c in served],
-            self.index,
+            [(c.snapshot.exclude, set(c.ids)) for c in served],
+            self.index.live_ids(),
         )
         ids = [ids[: max(n - len(lst.ids), 0)] for lst, (ids, _) in zip(served, picks, strict=True)]
         fetched, _ = self.index.get_vectors([item for added in ids for item in added])
@@ -223,19 +224,6 @@ class CovisSource:
                 vectors=vectors if with_vectors else None,
                 on_scale=lst.source == PERSONALIZED,
             )
-
-
-class _Either:
-    """Membership in either of two collections, without building their union."""
-
-    __slots__ = ("first", "second")
-
-    def __init__(self, first: Collection[str], second: Collection[str]) -> None:
-        self.first = first
-        self.second = second
-
-    def __contains__(self, item: object) -> bool:
-        return item in self.first or item in self.second
 
 
 def _retrieval_scores(context: UserContext, vectors: np.ndarray, metric: str) -> np.ndarray:

@@ -81,18 +81,19 @@ def test_the_strongest_neighbours_are_the_best_scored_items_minus_skipped_and_un
     gone = set(catalog[::7])  # "deleted from the index"
     allowed = set(catalog) - gone
     skip = [set(h[:3]) for h in histories]
-    picked = covis.strongest(histories, 12, skip, allowed)
+    pairs = [(s, {h[5]}) for s, h in zip(skip, histories, strict=True)]
+    picked = covis.strongest(histories, 12, pairs, allowed)
     scores = covis.scores(histories, [catalog] * len(histories)).reshape(len(histories), -1)
-    for (ids, got), row, seen in zip(picked, scores, skip, strict=True):
+    for (ids, got), row, seen, h in zip(picked, scores, skip, histories, strict=True):
         best = sorted(
             (item for item, s in zip(catalog, row, strict=True) if s > 0),
             key=lambda item: -row[catalog.index(item)],
         )
-        expected = [item for item in best if item not in seen and item in allowed][:12]
+        expected = [i for i in best if i not in seen and i != h[5] and i in allowed][:12]
         assert ids and set(ids) == set(expected)  # ties may swap places
         np.testing.assert_allclose(got, [row[catalog.index(i)] for i in ids], rtol=1e-9)
         assert list(got) == sorted(got, reverse=True) and got.max() <= 1.0
-    [(ids, got)] = covis.strongest([["never-seen"]], 5, [set()], allowed)
+    [(ids, got)] = covis.strongest([["never-seen"]], 5, [(set(), set())], allowed)
     assert ids == [] and len(got) == 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,9 @@ class CountingIndex:
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self.index
+
+    def live_ids(self) -> Collection[str]:
+        return self.index.live_ids()
 
     def search(
         self,
