@@ -210,6 +210,8 @@ def _train(
             "train": len(train_groups),
             "valid": len(valid_groups),
             "eval": len(held_out),
+            # slots per group: the engine's longest list (co-visitation's additions included)
+            "candidates": int(held_out.mask.shape[1]) if len(held_out) else 0,
             "eval_next_item_retrieved": float(held_out.has_positive().mean())
             if len(held_out)
             else 0.0,
@@ -307,7 +309,7 @@ def _log_groups(
             GroupRequest(eval_pos, 1, n),  # held out: the very next item only
         ],
         seq_len=config.seq_len,
-        candidates=engine_config.candidates,
+        candidates=engine.max_candidates,
         advance=tracker(progress, "replaying through the engine", n),
     )
     if len(learn) < 20 or not learn.has_positive().any():

@@ -215,6 +215,12 @@ class Engine:
         sources.append((PopularSource(self.popular, self.index), n))
         return sources
 
+    @property
+    def max_candidates(self) -> int:
+        """The longest candidate list the sources fill: what a consumer that pads or cuts
+        lists (training's ranking groups) must hold, co-visitation's additions included."""
+        return max(n for _, n in self.sources())
+
     def ranker(self) -> Ranker | None:
         """What ranks the personalized candidates now (:mod:`.ranking`; None: retrieval
         order): read per batch, since the evaluator swaps ``scorer``."""

@@ -148,6 +148,8 @@ def test_report_has_every_row_and_the_gate(artifacts: tuple[Path, dict]) -> None
         "teacher_pytorch", "teacher_onnx", "student_fp32", "student_int8",
     }  # fmt: skip
     assert report["groups"]["eval"] > 50
+    assert report["groups"]["candidates"] == 50 + EngineConfig().covis_candidates
+
     assert report["speedup_teacher_onnx_over_student"] > 0
     assert [c["name"] for c in report["gate"]["checks"]] == [
         "student keeps the teacher's quality",
@@ -160,6 +162,15 @@ def test_report_has_every_row_and_the_gate(artifacts: tuple[Path, dict]) -> None
     manifest = json.loads((out / "manifest.json").read_text())
     failed = [c for c in report["gate"]["checks"] if not c["passed"]]
     assert manifest["gate"] == {"passed": report["gate"]["passed"], "failed": failed}
+
+
+def test_training_groups_hold_the_co_visitation_sources_candidates_too(
+    artifacts: tuple[Path, dict],
+) -> None:
+    """The student is trained on every list position it ranks when serving: groups cut at
+    the search's engine_candidates never showed it a co-visitation candidate."""
+    _, report = artifacts
+    assert report["groups"]["candidates"] > 50  # tiny's engine_candidates
 
 
 def test_the_engine_serves_from_the_artifacts(
