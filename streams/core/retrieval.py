@@ -210,10 +210,12 @@ class CovisSource:
             [(c.snapshot.exclude, set(c.ids)) for c in served],
             self.index.live_ids(),
         )
-        ids = [ids[: max(n - len(lst.ids), 0)] for lst, (ids, _) in zip(served, picks, strict=True)]
-        fetched, _ = self.index.get_vectors([item for added in ids for item in added])
+        adds = [
+            found[: max(n - len(lst.ids), 0)] for lst, (found, _) in zip(served, picks, strict=True)
+        ]
+        fetched, _ = self.index.get_vectors([item for added in adds for item in added])
         at = 0
-        for lst, added in zip(served, ids, strict=True):
+        for lst, added in zip(served, adds, strict=True):
             vectors = fetched[at : at + len(added)]
             at += len(added)
             scores = _retrieval_scores(lst.snapshot.context, vectors, self.index.metric)
