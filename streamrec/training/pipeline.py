@@ -367,14 +367,21 @@ def _quality(
     ``retrieval`` and ``popularity`` rank the candidates by one source's signal alone (the
     search's order; the decayed popular counts the engine serves cold users by)."""
     relevant, mask = groups.gains > 0, groups.mask
-    flat = groups.features.reshape(-1, groups.features.shape[2])
-    shape = mask.shape
+    real = groups.features[mask]  # as served: the padded slots' zero rows are never scored
+
+    def student(scorer: Scorer) -> np.ndarray:
+        # padding in the call would also skew int8's dynamic activation ranges: the zero
+        # rows' activations dwarf the real ones', which then quantize to one value
+        out = np.zeros(mask.shape, dtype=np.float32)
+        out[mask] = scorer.score(real)
+        return out
+
     scores = {
         "retrieval": retrieval_order_scores(mask),
         "popularity": groups.features[..., FEATURE_NAMES.index("pop_log")],
         "teacher": teacher_scores(teacher, groups, vectors),
-        "student_fp32": fp32.score(flat).reshape(shape),
-        "student_int8": int8.score(flat).reshape(shape),
+        "student_fp32": student(fp32),
+        "student_int8": student(int8),
     }
     return {
         name: {k: round(v, 5) for k, v in ndcg_hr_at_k(s, relevant, mask).items()}

@@ -173,6 +173,14 @@ def test_training_groups_hold_the_co_visitation_sources_candidates_too(
     assert report["groups"]["candidates"] > 50  # tiny's engine_candidates
 
 
+def test_the_reports_int8_student_ranks_like_the_fp32_one(artifacts: tuple[Path, dict]) -> None:
+    """Scored with the groups' zero padding, int8's dynamic activation ranges were set by
+    the padding and every real candidate of a group got one score: retrieval order."""
+    quality = artifacts[1]["quality"]
+    fp32, int8 = quality["student_fp32"]["ndcg@10"], quality["student_int8"]["ndcg@10"]
+    assert int8 == pytest.approx(fp32, rel=0.1)
+
+
 def test_the_engine_serves_from_the_artifacts(
     artifacts: tuple[Path, dict], events_file: Path, settings: Settings
 ) -> None:
