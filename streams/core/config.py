@@ -39,7 +39,7 @@ class EngineConfig:
     popular_seed: bool = True
     cold_threshold: int = 1
     covis_weight: float = 0.0
-    covis_candidates: int = 50
+    covis_candidates: int = 0
     covis_window: int = 3
     covis_recent: int = 10
     covis_recency: float = 0.7

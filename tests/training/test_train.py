@@ -41,7 +41,8 @@ def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(tiny: dict[str, Any]) -> Settings:
     # These tests judge what is written and that it serves, not the tiny model's quality:
     # a gate it misses on a busy machine must not stop the engine loading it.
-    return Settings(**tiny, allow_failed_model=True)
+    # The co-visitation source on (off by default), so the groups must hold its candidates.
+    return Settings(**tiny, engine_covis_candidates=20, allow_failed_model=True)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,7 @@ def test_report_has_every_row_and_the_gate(artifacts: tuple[Path, dict]) -> None
         "teacher_pytorch", "teacher_onnx", "student_fp32", "student_int8",
     }  # fmt: skip
     assert report["groups"]["eval"] > 50
-    assert report["groups"]["candidates"] == 50 + EngineConfig().covis_candidates
+    assert report["groups"]["candidates"] == 50 + 20  # the search's, then co-visitation's
 
     assert report["speedup_teacher_onnx_over_student"] > 0
     assert [c["name"] for c in report["gate"]["checks"]] == [
