@@ -14,7 +14,8 @@ Per micro-batch (what ``stream.take_events(max_batch, within=window)`` took; see
    then each applied event is scored against the list its user was last served (live
    HR@k, streams/live.py);
 4. publish the statistics delta the batch committed (global statistics,
-   streams/shared_stats.py) and wait for its acknowledgement, so a stored state always has
+   streams/shared_stats.py; a batch that failed after its engine committed too) and wait
+   for its acknowledgement, so a stored state always has
    its delta on the broker; write the states back, emit every recommendation to
    ``recommendations`` (key user_id) and keep each user's latest in table ``recs``, then
    wait until the broker has acknowledged every recommendation of the batch;
@@ -96,7 +97,6 @@ class Output:
     #: Each valid event's Kafka timestamp (s), for event -> emit latency.
     arrived: list[float]
     recs: list[Recommendation]
-    deltas: Sequence[StatsDelta]
     #: user -> state map and user -> latest recommendation map, to store. Until they are
     #: in the tables (``stored``), the next batch reads its users' states and last lists here.
     states: dict[str, dict[str, Any]]
@@ -106,11 +106,12 @@ class Output:
 
 @dataclass
 class Work:
-    """One micro-batch: its events, its rejects (for the DLQ) and, unless the compute
-    failed, its outputs."""
+    """One micro-batch: its events, its rejects (for the DLQ), what its engines committed
+    to the statistics and, unless the compute failed, its outputs."""
 
     batch: Sequence[EventT]
     rejects: list[tuple[Message, str, str]]
+    deltas: Sequence[StatsDelta] = ()
     output: Output | None = None
 
 
@@ -257,6 +258,9 @@ async def _compute(
             log.exception("micro-batch of %d events failed; sending it to the DLQ", len(valid))
             detail = f"{type(exc).__name__}: {exc}"
             rejects += [(raw.message, PROCESSING_FAILED, detail) for raw, _ in valid]
+        # Published even when the batch failed after its engine committed: this worker
+        # counts those events now, so every worker must (see streams/shared_stats.py).
+        work.deltas = engine.take_deltas()
     return work
 
 
@@ -265,6 +269,8 @@ async def _write_out(rt: Runtime, stream: StreamT, work: Work) -> None:
     committable). Anything that fails here — the broker or the store, not the batch —
     stops the worker with the batch held back."""
     try:
+        with rt.metrics.stage("share"):  # on the broker before the states: shared_stats.py
+            await rt.global_stats.publish(work.deltas)
         if work.output is not None:
             await _emit(rt, work.output)
         if work.rejects:
@@ -293,7 +299,6 @@ async def _personalize(
     applied = applied_flags(events, states)  # before the engine updates the states
     with rt.metrics.stage("engine"):
         recs = await rt.run(engine.process, events, states)
-        deltas = engine.last_deltas  # this batch's, before the next batch's process
     for stage, seconds in engine.stage_seconds().items():
         rt.metrics.stage_seconds.labels(stage).observe(seconds)
     unstored = previous if previous is not None and not previous.stored else None
@@ -308,17 +313,14 @@ async def _personalize(
             owner,
             arrived,
             recs,
-            deltas,
             {user: states[user].to_map() for user in owner},
             {user: rec.to_map() for user, rec in latest.items()},
         )
 
 
 async def _emit(rt: Runtime, out: Output) -> None:
-    """Steps 4-5: the statistics delta on the broker before the states are stored; the
-    tables, every recommendation, acknowledged; metrics."""
-    with rt.metrics.stage("share"):  # on the broker before the states: streams/shared_stats.py
-        await rt.global_stats.publish(out.deltas)
+    """Steps 4-5 once the batch's deltas are on the broker: the tables, every
+    recommendation, acknowledged; metrics."""
     with rt.metrics.stage("emit"):
         await _write_back(rt, out)
         sent_at = time.time()

@@ -161,8 +161,8 @@ class VariantEngines:
         self.experiment = experiment
         self.engines = dict(engines)
         self.last_batch_stats: list[BatchStats] = []
-        #: What each engine of the last batch committed to the shared statistics, in order.
-        self.last_deltas: list[StatsDelta] = []
+        #: What the engines committed to the shared statistics and nobody took yet.
+        self._committed: list[StatsDelta] = []
 
     @classmethod
     def build(cls, base: Engine, experiment: Experiment, artifacts: Path) -> VariantEngines:
@@ -214,15 +214,26 @@ class VariantEngines:
             parts.setdefault(self.experiment.bucket(event.user_id).name, []).append(i)
         out: list[Recommendation | None] = [None] * len(events)
         self.last_batch_stats = []
-        self.last_deltas = []
         for name, rows in parts.items():
             engine = self.engines[name]
-            recs = engine.process([events[i] for i in rows], states)
+            commits = engine.commits
+            try:
+                recs = engine.process([events[i] for i in rows], states)
+            finally:  # committed, even if it failed after: counted here, so to be published
+                if engine.commits != commits:
+                    self._committed.append(engine.last_delta)
             self.last_batch_stats.append(engine.last_batch_stats)
-            self.last_deltas.append(engine.last_delta)
             for i, rec in zip(rows, recs, strict=True):
                 out[i] = dataclasses.replace(rec, variant=name)
         return [rec for rec in out if rec is not None]
+
+    def take_deltas(self) -> list[StatsDelta]:
+        """What the engines committed to the shared statistics since the last call, in
+        order: the batch's deltas to publish — a batch that failed after its engine
+        committed included, or other workers would never count events this one counts
+        (and its stats checkpoints would wait for their acknowledgement for ever)."""
+        taken, self._committed = self._committed, []
+        return taken
 
     def stage_seconds(self) -> dict[str, float]:
         """Seconds per engine stage of the last batch, summed over its variants."""

@@ -132,6 +132,9 @@ class Engine:
         #: The delta the last batch committed to the shared statistics (publish it to share
         #: them across workers; see :mod:`.statistics`): what ``stats.commit`` applied.
         self.last_delta = StatsDelta()
+        #: How many commits this engine has made: whether a batch committed, even one that
+        #: then failed (its delta must still be published).
+        self.commits = 0
 
     # --- the micro-batch ---------------------------------------------------------------
     def process(
@@ -287,6 +290,7 @@ class Engine:
     def _commit(self, delta: StatsDelta) -> None:
         started = time.perf_counter()
         self.last_delta = self.stats.commit(delta)
+        self.commits += 1
         self.last_batch_stats.apply_s += time.perf_counter() - started
 
     def _candidates(self, applied: Applied, *, features: bool) -> list[CandidateSet]:

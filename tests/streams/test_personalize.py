@@ -24,6 +24,7 @@ from streamrec.streams.core.loader import rule_of
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.state import UserState
 from streamrec.streams.dlq import DeadLetterFailed, decode_dlq_record
+from streamrec.streams.shared_stats import GlobalStats
 from streamrec.streams.wire import Event, decode_recommendation, encode_event
 
 
@@ -150,6 +151,32 @@ def test_a_failing_batch_goes_to_the_dlq_instead_of_being_lost(agent_run, tmp_pa
     assert [(d["reason"], d["detail"]) for d in dead] == [
         ("processing_failed", "RuntimeError: bug in the engine")
     ] * 2
+
+
+class FailsAfterCommitEngine(Engine):
+    """A real engine whose ranking fails after the batch's delta is committed (serving
+    commits before retrieval: freshest popularity)."""
+
+    def _rank(self, candidates, ranker):
+        raise RuntimeError("bug in ranking")
+
+
+def test_a_batch_failing_after_its_commit_still_publishes_its_delta(agent_run, monkeypatch):
+    """The engine counts the failed batch's events; unpublished, the other workers never
+    would, and every stats checkpoint would wait for their acknowledgement in vain."""
+    good = small_engine(Settings())
+    assert good.config.popular_as_of == "batch_end"
+    failing = FailsAfterCommitEngine(good.index, None, good.rule, good.popular, good.config)
+    published: list[int] = []
+
+    async def publish(deltas) -> None:
+        published.extend(len(d) for d in deltas)
+
+    monkeypatch.setattr(GlobalStats, "publish", lambda self, deltas: publish(deltas))
+    recs, dead, _ = agent_run([event(1), event(2, "u2")], engine=failing)
+    assert recs == []
+    assert [d["reason"] for d in dead] == ["processing_failed"] * 2
+    assert sum(published) == 2 == failing.stats.events
 
 
 class UnackedSink(Sink):
