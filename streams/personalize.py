@@ -18,7 +18,8 @@ Per micro-batch (what ``stream.take_events(max_batch, within=window)`` took; see
    for its acknowledgement, so a stored state always has
    its delta on the broker; write the states back, emit every recommendation to
    ``recommendations`` (key user_id) and keep each user's latest in table ``recs``, then
-   wait until the broker has acknowledged every recommendation of the batch;
+   wait until the broker has acknowledged every recommendation and changelog record of the
+   batch (sent as record batches: streams/emit.py);
 5. metrics.
 
 **Pipelined** (:class:`Pipeline`). Taking, computing and writing out overlap: the agent
@@ -46,11 +47,12 @@ every recommendation acknowledged (:func:`~streamrec.streams.runtime.release`). 
 pre-commit flush is not a barrier (``ProducerBuffer.flush`` gives up after 0.1 s without a
 send and does not count the message being handed over), so without this a commit could
 pass recommendations still buffered in this process, and a ``kill -9`` then lost them for
-good. The buffer is one FIFO, so the batch's changelog writes, queued before the
-recommendations, were handed to the Kafka client before them, and the commit's client
-flush waits for those. A crash redelivers the uncommitted tail: its events get their
-recommendation again (a duplicate message is possible, a missing one is not), while the
-stored applied ids keep them from being applied twice. A deferred batch counts as in
+good. The batch's table changelog records and recommendations are sent by the write-out
+itself, as record batches (streams/emit.py), and all of them are acknowledged before the
+batch is released: a committed offset never passes a state the broker does not have. A
+crash redelivers the uncommitted tail: its events get their recommendation again (a
+duplicate message is possible, a missing one is not), while the stored applied ids keep
+them from being applied twice. A deferred batch counts as in
 flight for the consumer, so a rebalance waits for its write-out.
 
 Nothing is committed that was not processed: Faust's ``take_events`` acks a batch's events
@@ -390,19 +392,20 @@ def _read_served(
 
 
 async def _write_back(rt: Runtime, out: Output) -> None:
-    """Store states and latest recommendations, then emit every recommendation."""
+    """Store states and latest recommendations, then send their changelog records and
+    every recommendation as record batches (streams/emit.py), all acknowledged before the
+    batch's offsets are acked (and so committed)."""
     for user_id, raw in out.owner.items():
         with in_partition_of(raw):
             rt.user_state[user_id] = out.states[user_id]
             if user_id in out.latest:
                 rt.recs[user_id] = out.latest[user_id]
     out.stored = True  # the next batch reads the tables from now on
-    # Queued behind the changelog writes above; awaited so the batch's offsets are acked
-    # (and so committed) only once every recommendation is on the broker.
-    sent = [
-        rt.recommendations.send_soon(key=rec.user_id.encode(), value=pack(rec.to_map()))
-        for rec in out.recs
-    ]
-    await asyncio.gather(*sent)
+    recs = [(rec.user_id.encode(), pack(rec.to_map()), None) for rec in out.recs]
+    await asyncio.gather(
+        rt.sender.flush_changelog(rt.user_state),
+        rt.sender.flush_changelog(rt.recs),
+        rt.sender.send(rt.settings.topic_recommendations, recs),
+    )
     for rec in out.recs:
         rt.metrics.recommendations.labels(rec.source).inc()

@@ -36,6 +36,7 @@ from faust.types import TP, EventT, StreamT
 from streamrec.config import Settings
 from streamrec.streams.codec import MSGPACK
 from streamrec.streams.dlq import DeadLetters
+from streamrec.streams.emit import BatchedSender, QueuedChangelogTable
 from streamrec.streams.metrics import Metrics
 from streamrec.streams.wire import TsWindow
 
@@ -204,9 +205,8 @@ class Runtime:
         self.events = app.topic(
             s.topic_events, key_serializer=RAW, value_serializer=RAW, partitions=s.partitions
         )
-        self.recommendations = app.topic(
-            s.topic_recommendations, key_serializer=RAW, value_serializer=RAW
-        )
+        #: What a batch's recommendations and table changelog records go out through.
+        self.sender = BatchedSender.of_app(app)
         self.dlq_topic = app.topic(s.topic_dlq, key_serializer=RAW, value_serializer=RAW)
         self.dead_letters = DeadLetters(
             self.dlq_topic,
@@ -245,11 +245,12 @@ class Runtime:
         (the UTF-8 user id), or HTTP reads go to a worker that does not hold the user. Faust
         derives the changelog topic's serializers from the key and value *types* when the
         table is made: ``bytes`` keys give raw. Values use msgpack, in the store and on the
-        changelog topic alike. Without ``changelog`` (:class:`StoreOnlyTable`), writes
-        stay in this worker's store.
+        changelog topic alike. A write queues its changelog record for :attr:`sender`
+        (:class:`~.emit.QueuedChangelogTable`); without ``changelog``
+        (:class:`StoreOnlyTable`), writes stay in this worker's store.
         """
         s = self.settings
-        kind: type[faust.Table[Any, Any]] = faust.Table if changelog else StoreOnlyTable
+        kind: type[faust.Table[Any, Any]] = QueuedChangelogTable if changelog else StoreOnlyTable
         made = kind(
             self.app,
             name=name,

@@ -24,6 +24,7 @@ from streamrec.streams.core.loader import rule_of
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.state import UserState
 from streamrec.streams.dlq import DeadLetterFailed, decode_dlq_record
+from streamrec.streams.emit import BatchedSender
 from streamrec.streams.shared_stats import GlobalStats
 from streamrec.streams.wire import Event, decode_recommendation, encode_event
 
@@ -43,6 +44,28 @@ class Sink:
 
     async def send(self, *, key: bytes, value: bytes) -> asyncio.Future[None]:
         return self.send_soon(key=key, value=value)
+
+
+class SinkSender(BatchedSender):
+    """Stands in for the broker behind the worker's batched sends: keeps every record per
+    topic; each send is acknowledged at once, or once ``acks`` are released (``gated``)."""
+
+    def __init__(self, app, gated: bool = False) -> None:
+        super().__init__(lambda: None, app.serializers)
+        self.sent: dict[str, list[tuple[bytes | None, bytes | None, int | None]]] = {}
+        self.gated = gated
+        self.acks: list[asyncio.Future[None]] = []
+
+    async def send(self, topic, records):
+        records = list(records)
+        self.sent.setdefault(topic, []).extend(records)
+        if self.gated:
+            self.acks.append(asyncio.get_running_loop().create_future())
+            await self.acks[-1]
+        return {p: 0 for _, _, p in records if p is not None}
+
+    def values(self, topic: str) -> list[bytes | None]:
+        return [value for _, value, _ in self.sent.get(topic, [])]
 
 
 def small_engine(settings: Settings) -> Engine:
@@ -72,9 +95,10 @@ def agent_run(tmp_path: Path):
     engines: list[Engine] = []
     app = create_app(settings, load_engine=lambda: engines[0])
     rt = runtime_of(app)
-    recs, dead = Sink(), Sink()
-    rt.recommendations = recs  # type: ignore[assignment]
+    sender, dead = SinkSender(app), Sink()
+    rt.sender = sender
     rt.dead_letters.topic = dead  # type: ignore[assignment]
+    answered = settings.topic_recommendations
 
     def run(records: list[tuple[bytes | None, bytes]], engine: Engine | None = None):
         engines.append(engine or small_engine(settings))
@@ -83,12 +107,12 @@ def agent_run(tmp_path: Path):
             async with app.agents["personalize"].test_context() as agent:
                 for key, value in records:
                     await agent.put(value, key=key)
-                while len(recs.sent) + len(dead.sent) < len(records):
+                while len(sender.values(answered)) + len(dead.sent) < len(records):
                     await asyncio.sleep(0.01)
 
         asyncio.run(asyncio.wait_for(push(), timeout=30))
         return (
-            [decode_recommendation(v) for _, v in recs.sent],
+            [decode_recommendation(v) for v in sender.values(answered)],
             [decode_dlq_record(v) for _, v in dead.sent],
             rt,
         )
@@ -179,36 +203,28 @@ def test_a_batch_failing_after_its_commit_still_publishes_its_delta(agent_run, m
     assert sum(published) == 2 == failing.stats.events
 
 
-class UnackedSink(Sink):
-    """A topic whose broker has not acknowledged anything yet."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending: list[asyncio.Future[None]] = []
-
-    def send_soon(self, *, key: bytes, value: bytes) -> asyncio.Future[None]:
-        self.sent.append((key, value))
-        self.pending.append(asyncio.get_running_loop().create_future())
-        return self.pending[-1]
-
-
-def test_events_are_acked_only_once_their_recommendations_are_acknowledged(tmp_path):
-    """Faust commits acked offsets; acking before the broker has the recommendation would
-    let a crash lose it (tests/integration: the kill -9 test)."""
+def test_events_are_acked_only_once_their_recommendations_and_states_are_acknowledged(
+    tmp_path,
+):
+    """Faust commits acked offsets; acking before the broker has the recommendation (or
+    the state changelog record) would let a crash lose it (tests/integration: kill -9)."""
     settings = unit_settings(tmp_path)
     app = create_app(settings, load_engine=lambda: small_engine(settings))
     rt = runtime_of(app)
-    recs = rt.recommendations = UnackedSink()  # type: ignore[assignment]
+    sender = rt.sender = SinkSender(app, gated=True)
 
     async def push() -> None:
         async with app.agents["personalize"].test_context() as agent:
             events = [await agent.put(value, key=key) for key, value in (event(1), event(2))]
-            while len(recs.pending) < 2:
+            while len(sender.acks) < 3:  # state changelog, recs changelog, recommendations
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)  # the agent would ack now if it did not wait
             assert not any(e.message.acked for e in events)
-            for acked in recs.pending:
+            for acked in sender.acks[:-1]:
                 acked.set_result(None)
+            await asyncio.sleep(0.05)
+            assert not any(e.message.acked for e in events)  # one send still unacknowledged
+            sender.acks[-1].set_result(None)
             while not all(e.message.acked for e in events):
                 await asyncio.sleep(0.01)
 
@@ -257,7 +273,7 @@ def test_a_batch_whose_dlq_records_are_refused_is_held_back_and_stops_the_app(tm
     settings = unit_settings(tmp_path).model_copy(update={"worker_dlq_send_attempts": 2})
     app = create_app(settings, load_engine=lambda: small_engine(settings))
     rt = runtime_of(app)
-    rt.recommendations = Sink()  # type: ignore[assignment]
+    rt.sender = SinkSender(app)
     rt.dead_letters.topic = RefusingSink()  # type: ignore[assignment]
     events: list = []
     held_at_crash: list[bool] = []
@@ -288,19 +304,25 @@ def test_the_recs_changelog_is_written_only_when_kept(tmp_path, recs_changelog):
     settings = unit_settings(tmp_path).model_copy(update={"worker_recs_changelog": recs_changelog})
     app = create_app(settings, load_engine=lambda: small_engine(settings))
     rt = runtime_of(app)
-    recs = rt.recommendations = Sink()  # type: ignore[assignment]
+    sender = rt.sender = SinkSender(app)
 
     async def push() -> None:
         async with app.agents["personalize"].test_context() as agent:
             for key, value in (event(1), event(2, "u2")):
                 await agent.put(value, key=key)
-            while len(recs.sent) < 2:
+            while len(sender.values(settings.topic_recommendations)) < 2:
                 await asyncio.sleep(0.01)
 
     asyncio.run(asyncio.wait_for(push(), timeout=30))
     assert {rt.recs["u1"]["event_id"], rt.recs["u2"]["event_id"]} == {"e1", "e2"}
-    changelog = [fut.message.channel.get_topic_name() for fut in app.producer.buffer.pending._queue]
-    assert sorted(changelog) == sorted(
-        [rt.user_state.changelog_topic.get_topic_name()] * 2
-        + [rt.recs.changelog_topic.get_topic_name()] * 2 * recs_changelog
+    changelog = sorted(
+        (topic, key) for topic, records in sender.sent.items() for key, _, _ in records
     )
+    states = rt.user_state.changelog_topic.get_topic_name()
+    latest = rt.recs.changelog_topic.get_topic_name()
+    assert changelog == sorted(
+        [(states, b"u1"), (states, b"u2")]
+        + [(latest, b"u1"), (latest, b"u2")] * recs_changelog
+        + [(settings.topic_recommendations, b"u1"), (settings.topic_recommendations, b"u2")]
+    )
+    assert not app.producer.buffer.pending._queue  # nothing went Faust's one-by-one way
