@@ -745,10 +745,13 @@ class Settings(BaseSettings):
         5000, ge=100, description="Held-out events sampled for the report's NDCG@10 / HR@10."
     )
     train_quick_examples: int = Field(
-        2500, ge=100, description="`--quick`: ranking groups sampled instead of `train_examples`."
+        1500,
+        ge=100,
+        description="`--quick`: ranking groups sampled instead of `train_examples` (with "
+        "`train_quick_eval_events`, sized so `--quick` on MovieLens-100k takes under a minute).",
     )
     train_quick_eval_events: int = Field(
-        1000, ge=100, description="`--quick`: held-out events instead of `train_eval_events`."
+        600, ge=100, description="`--quick`: held-out events instead of `train_eval_events`."
     )
     train_label_horizon: int = Field(
         3,
