@@ -37,6 +37,7 @@ import shutil
 import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.floor import CallRecorder, aiokafka_produce, measure_floor
-from loadtest.machine import MachineRecord, cpu_seconds, pid_of
+from loadtest.machine import MachineRecord, cpu_seconds
 from streamrec.config import Settings
 from streamrec.demo import (
     RunningWorker,
@@ -72,12 +73,30 @@ from streamrec.streams.wire import Event, Recommendation
 
 OUT = Path("out/bench-engine").absolute()
 REPORT = Path("loadtest/out/bench-engine.json").absolute()
-#: (name, worker settings) of the compared configurations.
-#: The batched one keeps the settings' default window unless ``--batch-window-ms`` is given.
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """A compared worker configuration: its settings, and how many worker processes share
+    the topics' partitions (``partitions``; None: ``--partitions``)."""
+
+    env: dict[str, str]
+    workers: int = 1
+    partitions: int | None = None
+
+
+#: The compared configurations. The batched ones keep the settings' default window unless
+#: ``--batch-window-ms`` is given. ``two_workers``: the batched one twice in one consumer
+#: group on 2 partitions (not in the default ``--configs``: 2-core hosts share their cores).
+BATCHED = {"STREAMREC_WORKER_MAX_BATCH": "256"}
 CONFIGS = {
-    "batched": {"STREAMREC_WORKER_MAX_BATCH": "256"},
-    "per_event": {"STREAMREC_WORKER_MAX_BATCH": "1", "STREAMREC_WORKER_BATCH_WINDOW_MS": "1"},
+    "batched": WorkerConfig(BATCHED),
+    "per_event": WorkerConfig(
+        {"STREAMREC_WORKER_MAX_BATCH": "1", "STREAMREC_WORKER_BATCH_WINDOW_MS": "1"}
+    ),
+    "two_workers": WorkerConfig(BATCHED, workers=2, partitions=2),
 }
+DEFAULT_CONFIGS = ("batched", "per_event")
 #: Stage rows of the table: (label, key in the figures, key in the floor).
 STAGES = (
     ("decode (worker)", "decode_ms", None),
@@ -131,37 +150,49 @@ def run_config(
     connection: KafkaConnection,
     art: Path,
     events: list[Event],
-    settings_env: dict[str, str],
+    config: WorkerConfig,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Throughput with a backlog, then latency at ``--paced-share`` of that rate, on one
-    fresh worker."""
+    """Throughput with a backlog, then latency at ``--paced-share`` of that rate, on fresh
+    workers (CPU time and stage costs summed over them)."""
     with ExitStack() as stack:
-        worker = start_worker(stack, connection, art, OUT, args.partitions, settings_env)
-        pid = pid_of(worker.app_id)
+        partitions = config.partitions or args.partitions
+        workers = [start_worker(stack, connection, art, OUT, partitions, config.env)]
+        for _ in range(config.workers - 1):
+            workers.append(
+                start_worker(stack, connection, art, OUT, partitions, config.env, join=workers[0])
+            )
         half = len(events) // 2
-        send(connection, worker, events[:500], ["--max"])  # warm-up: first batches, caches
-        before, cpu = metric_sums(worker.url), cpu_seconds(pid)
-        _, _, backlog, per_s = send(connection, worker, events[500:half], ["--max"])
-        cpu = cpu_seconds(pid) - cpu
-        costs = stage_costs(before, metric_sums(worker.url))  # the backlog phase's batches
+        send(connection, workers[0], events[:500], ["--max"])  # warm-up: first batches, caches
+        before, cpu = metric_sums(workers), cpu_seconds_of(workers)
+        _, _, backlog, per_s = send(connection, workers[0], events[500:half], ["--max"])
+        cpu = cpu_seconds_of(workers) - cpu
+        costs = stage_costs(before, metric_sums(workers))  # the backlog phase's batches
         rate = max(10.0, per_s * args.paced_share)
         paced = events[half : half + int(rate * args.paced_seconds)]
-        before = metric_sums(worker.url)
-        p50, p99, n, _ = send(connection, worker, paced, ["--rate", f"{rate:.0f}"])
-        paced_batch = stage_costs(before, metric_sums(worker.url))["batch"]
+        before = metric_sums(workers)
+        p50, p99, n, _ = send(connection, workers[0], paced, ["--rate", f"{rate:.0f}"])
+        paced_batch = stage_costs(before, metric_sums(workers))["batch"]
     return {"events_per_s": per_s, "backlog_events": backlog, "paced_rate": round(rate),
             "p50_ms": p50, "p99_ms": p99, "paced_events": n, "paced_batch": paced_batch,
+            "workers": config.workers, "partitions": partitions,
             "cpu_ms_per_event": 1000 * cpu / max(1, backlog), **costs}  # fmt: skip
 
 
-def metric_sums(url: str) -> dict[str, float]:
-    """The worker's batch-size and stage-seconds sums and counts, from its /metrics."""
+def cpu_seconds_of(workers: list[RunningWorker]) -> float:
+    """CPU seconds the worker processes have used so far, together."""
+    return sum(cpu_seconds(w.pid) for w in workers)
+
+
+def metric_sums(workers: list[RunningWorker]) -> dict[str, float]:
+    """The workers' batch-size and stage-seconds sums and counts, from their /metrics,
+    added up."""
     sums: dict[str, float] = {}
-    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(("streamrec_stage_seconds_sum", "streamrec_batch_size_")):
-            name, value = line.rsplit(" ", 1)
-            sums[name] = float(value)
+    for worker in workers:
+        for line in requests.get(f"{worker.url}/metrics", timeout=10).text.splitlines():
+            if line.startswith(("streamrec_stage_seconds_sum", "streamrec_batch_size_")):
+                name, value = line.rsplit(" ", 1)
+                sums[name] = sums.get(name, 0.0) + float(value)
     return sums
 
 
@@ -302,6 +333,10 @@ def report(
         out["batched_over_per_event"] = (
             out["batched"]["events_per_s"] / out["per_event"]["events_per_s"]
         )
+    if out.get("two_workers") and out.get("batched"):
+        out["two_workers_over_batched"] = (
+            out["two_workers"]["events_per_s"] / out["batched"]["events_per_s"]
+        )
     out["in_process"] = {
         str(b): {**f, "ratio_to_floor": ratio(f, floor)} for b, f in in_proc.items()
     }
@@ -321,7 +356,7 @@ def table(result: dict[str, Any]) -> Table:
         for b, f in result["in_process"].items()
     ]
     if result["mode"].startswith("worker"):
-        columns += [(f"worker {n.replace('_', '-')}", result[n]) for n in ("batched", "per_event")
+        columns += [(f"worker {n.replace('_', '-')}", result[n]) for n in CONFIGS
                     if n in result]  # fmt: skip
     t = Table(
         title=f"make bench: {cfg['items']:,} items, {cfg['index']} nprobe {cfg['ivf_nprobe']} "
@@ -371,7 +406,9 @@ def main() -> None:
         "--batch-window-ms", help="Batched run's window (default: the settings' default)."
     )
     parser.add_argument(
-        "--configs", default=",".join(CONFIGS), help="Comma-separated worker configurations."
+        "--configs",
+        default=",".join(DEFAULT_CONFIGS),
+        help=f"Comma-separated worker configurations, of: {', '.join(CONFIGS)}.",
     )
     parser.add_argument(
         "--paced-share", type=float, default=0.8, help="Latency phase rate / backlog rate."
@@ -413,17 +450,23 @@ def main() -> None:
         gc.collect()  # the in-process engine's index is freed before the workers load theirs
         events = synthetic_events(args.items, max(args.events, args.per_event_events))
         for name in [] if connection is None else args.configs.split(","):
-            env = dict(CONFIGS[name])
-            if name == "batched" and args.batch_window_ms:
-                env["STREAMREC_WORKER_BATCH_WINDOW_MS"] = args.batch_window_ms
-            n = args.events if name == "batched" else args.per_event_events
+            setup = CONFIGS[name]
+            if name != "per_event" and args.batch_window_ms:
+                window = {"STREAMREC_WORKER_BATCH_WINDOW_MS": args.batch_window_ms}
+                setup = replace(setup, env={**setup.env, **window})
+            n = args.per_event_events if name == "per_event" else args.events
             step(f"worker {name}: {n:,} events through Kafka")
-            worker[name] = run_config(connection, art, events[:n], env, args)
+            worker[name] = run_config(connection, art, events[:n], setup, args)
             worker_cpu += worker[name]["cpu_ms_per_event"] * worker[name]["backlog_events"] / 1000
     result = report(in_proc, worker, floor, config, machine.finish(worker_backlog_cpu_s=worker_cpu))
     console.print(table(result))
     if "batched_over_per_event" in result:
         console.print(f"batched / per-event throughput: {result['batched_over_per_event']:.1f}x")
+    if "two_workers_over_batched" in result:
+        console.print(
+            f"two workers / one, events/s: {result['two_workers_over_batched']:.2f}x "
+            f"on {result['machine']['cpu_count']} cores"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"wrote {args.out}")

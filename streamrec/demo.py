@@ -173,6 +173,7 @@ class RunningWorker:
     topics: dict[str, str]  # events, items, recs, dlq -> topic name
     env: dict[str, str]  # the environment that points streamrec commands at them
     log: Path
+    pid: int
 
 
 def start_worker(
@@ -182,38 +183,48 @@ def start_worker(
     out: Path,
     partitions: int,
     settings_env: dict[str, str] | None = None,
+    *,
+    join: RunningWorker | None = None,
 ) -> RunningWorker:
     """Create run-unique topics, start ``streamrec worker`` on them and wait until it is
-    ready; ``stack`` stops the worker and deletes the topics (changelogs too)."""
-    app_id = f"demo-{uuid.uuid4().hex[:8]}"
-    names = {k: f"{app_id}-{k}" for k in ("events", "items", "recs", "dlq")}
-    with admin_client(connection) as admin:
-        ensure_topics(admin, list(names.values()), partitions)
-    changelogs = [f"{app_id}-{table}-changelog" for table in ("user_state", "recs")]
-    stack.callback(delete_all, connection, [*names.values(), *changelogs])
-    env = {
-        **os.environ,
-        "STREAMREC_KAFKA_BOOTSTRAP": connection.bootstrap,
-        "STREAMREC_TOPIC_EVENTS": names["events"],
-        "STREAMREC_TOPIC_ITEMS": names["items"],
-        "STREAMREC_TOPIC_RECOMMENDATIONS": names["recs"],
-        "STREAMREC_TOPIC_DLQ": names["dlq"],
-        "STREAMREC_PARTITIONS": str(partitions),
-        **(settings_env or {}),
-    }
+    ready; ``stack`` stops the worker and deletes the topics (changelogs too).
+
+    ``join``: start another worker of that one's app instead (its topics, environment and
+    consumer group; its own port and data directory), so the partitions are shared: it is
+    ready once the rebalance its joining starts has given it its partitions."""
+    if join is None:
+        app_id = f"demo-{uuid.uuid4().hex[:8]}"
+        names = {k: f"{app_id}-{k}" for k in ("events", "items", "recs", "dlq")}
+        with admin_client(connection) as admin:
+            ensure_topics(admin, list(names.values()), partitions)
+        changelogs = [f"{app_id}-{table}-changelog" for table in ("user_state", "recs")]
+        stack.callback(delete_all, connection, [*names.values(), *changelogs])
+        env = {
+            **os.environ,
+            "STREAMREC_KAFKA_BOOTSTRAP": connection.bootstrap,
+            "STREAMREC_TOPIC_EVENTS": names["events"],
+            "STREAMREC_TOPIC_ITEMS": names["items"],
+            "STREAMREC_TOPIC_RECOMMENDATIONS": names["recs"],
+            "STREAMREC_TOPIC_DLQ": names["dlq"],
+            "STREAMREC_PARTITIONS": str(partitions),
+            **(settings_env or {}),
+        }
+    else:
+        app_id, names, env = join.app_id, join.topics, join.env
     port = free_port()
-    log = out / f"worker-{app_id}.log"
+    data_dir = out / "worker" if join is None else out / f"worker-{port}"
+    log = out / (f"worker-{app_id}.log" if join is None else f"worker-{app_id}-{port}.log")
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
             [STREAMREC, "worker", "--no-create-topics", "--artifacts", str(artifacts),
              "--app-id", app_id, "--web-port", str(port),
-             "--data-dir", str(out / "worker"), "--loglevel", "info"],
+             "--data-dir", str(data_dir), "--loglevel", "info"],
             env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
     stack.callback(stop_process, proc)
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc, log)
-    return RunningWorker(app_id, url, names, env, log)
+    return RunningWorker(app_id, url, names, env, log, proc.pid)
 
 
 def main() -> int:
