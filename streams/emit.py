@@ -81,12 +81,12 @@ class BatchedSender:
                 by_partition.setdefault(choose(key, partitions, partitions), []).append(
                     (key, value)
                 )
-        sent = [
-            await self._send_partition(client, topic, partition, rows)
+        sent = {
+            partition: await self._send_partition(client, topic, partition, rows)
             for partition, rows in by_partition.items()
-        ]
+        }
         last: dict[int, int] = {}
-        for partition, futures in sent:
+        for partition, futures in sent.items():
             for count, future in futures:
                 metadata = await future
                 last[partition] = metadata.offset + count - 1
@@ -98,7 +98,7 @@ class BatchedSender:
         topic: str,
         partition: int,
         rows: Sequence[tuple[bytes | None, bytes | None]],
-    ) -> tuple[int, list[tuple[int, asyncio.Future[Any]]]]:
+    ) -> list[tuple[int, asyncio.Future[Any]]]:
         """Append ``rows`` to record batches for one partition, each sent when full; the
         futures with each batch's record count."""
         futures = []
@@ -113,7 +113,7 @@ class BatchedSender:
             count += 1
         if count:
             futures.append((count, await client.send_batch(batch, topic, partition=partition)))
-        return partition, futures
+        return futures
 
     async def flush_changelog(self, table: faust.Table) -> None:
         """Send the changelog records ``table`` queued (a :class:`QueuedChangelogTable`;
