@@ -359,9 +359,11 @@ class Settings(BaseSettings):
     allow_failed_model: bool = Field(
         False,
         description="Serve a reranker whose `streamrec train` run missed its gate (the "
-        "artifacts' manifest marks it failed), with one warning line. Off: `streamrec worker`, "
-        "the evaluator's served system and every engine loaded from the artifacts refuse it "
-        "in one line naming the failed checks (worker: `--allow-failed-model`).",
+        "artifacts' manifest marks it failed), or that was trained for another update rule "
+        "than `engine_rule` (or an A/B variant's `rule`), with one warning line. Off: "
+        "`streamrec worker`, the evaluator's served system and every engine loaded from the "
+        "artifacts refuse it in one line naming why (worker: `--allow-failed-model`); the "
+        "evaluator skips a student variant of another rule.",
     )
 
     # --- Worker (streams/app, agents, web; owner: worker engineer) --------------------

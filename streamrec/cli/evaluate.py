@@ -107,7 +107,9 @@ def evaluate(
         fail(str(exc))
     if options.served is not None and RERANKERS[options.served.reranker]:
         try:  # the served system is the worker's: it serves no model the worker refuses
-            check_gate(artifacts, settings.allow_failed_model, warn=warn)
+            check_gate(
+                artifacts, settings.allow_failed_model, warn=warn, rules=[options.served.rule]
+            )
         except FailedModelError as exc:
             fail(str(exc))
     with Progress(

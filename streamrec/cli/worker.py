@@ -47,8 +47,9 @@ def run(
         bool,
         typer.Option(
             "--allow-failed-model",
-            help="Serve a reranker whose training missed its gate, with a warning "
-            "(STREAMREC_ALLOW_FAILED_MODEL); without it the worker refuses to start.",
+            help="Serve a reranker whose training missed its gate or used another update "
+            "rule, with a warning (STREAMREC_ALLOW_FAILED_MODEL); without it the worker "
+            "refuses to start.",
         ),
     ] = False,
 ) -> None:
@@ -146,16 +147,27 @@ def check_artifacts(settings: Settings) -> None:
 
 def check_served_model(settings: Settings) -> None:
     """Refuse in one line a reranker (the worker's or an A/B variant's) whose training run
-    missed its gate, unless ``allow_failed_model`` (then one warning line)."""
+    missed its gate or that was trained for another update rule than the one it would
+    rerank for, unless ``allow_failed_model`` (then one warning line)."""
     from streamrec.streams.core.artifacts import Artifacts
     from streamrec.streams.core.loader import FailedModelError, check_gate
 
     artifacts = settings.worker_artifacts_dir
-    names = [settings.engine_reranker, *(v.reranker for v in settings.variants)]
-    files = [Artifacts(artifacts).model(name) for name in names]
-    if not any(file is not None and file.is_file() for file in files):
+    served = [(settings.engine_reranker, settings.engine_rule)] + [
+        (
+            settings.engine_reranker if v.reranker is None else v.reranker,
+            str(v.engine.get("rule", settings.engine_rule)),
+        )
+        for v in settings.variants
+    ]
+    rules = [
+        rule
+        for name, rule in served
+        if (file := Artifacts(artifacts).model(name)) is not None and file.is_file()
+    ]
+    if not rules:
         return  # retrieval order only: no trained model is served
     try:
-        check_gate(artifacts, settings.allow_failed_model, warn=warn)
+        check_gate(artifacts, settings.allow_failed_model, warn=warn, rules=rules)
     except FailedModelError as exc:
         fail(str(exc))

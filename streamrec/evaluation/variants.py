@@ -32,7 +32,7 @@ from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
-from streamrec.streams.core.loader import covisitation, load_engine
+from streamrec.streams.core.loader import covisitation, load_engine, rule_mismatch
 from streamrec.streams.core.ranking import BatchReranker, RerankBatch, Reranker, uses_covis
 from streamrec.streams.core.state import UserState
 from streamrec.streams.wire import Event, Recommendation, pack
@@ -46,6 +46,8 @@ RERANKERS = {
     "covis": "",
     "none": "",
 }
+#: The rerankers distilled on one rule's replay (the ones the worker serves).
+STUDENTS = ("student", "int8")
 
 
 def reranker_file(artifacts: Path, reranker: str) -> Path | None:
@@ -77,10 +79,15 @@ class Variant:
         return cls(rule, reranker)
 
     def missing(self, artifacts: Path) -> str | None:
-        """Why this variant cannot run on these artifacts (None when it can)."""
+        """Why this variant cannot run on these artifacts (None when it can): its reranker
+        file is not there, or it is a student trained for another update rule (the worker
+        refuses to serve that: ``loader.rule_mismatch``; the teacher reads the sequence
+        itself and is replayed under either rule)."""
         file = reranker_file(artifacts, self.reranker)
         if file is not None and not file.is_file():
             return f"{file} does not exist"
+        if self.reranker in STUDENTS:
+            return rule_mismatch(artifacts, self.rule)
         return None
 
 
@@ -88,7 +95,8 @@ class Variant:
 #: the engine's co-visitation (with the four baselines; see the ML-1M timing in the report).
 DEFAULT_VARIANTS = ("decayed:student", "decayed:none", "decayed:covis")
 #: The whole matrix (``--variants all``): each rule without reranker, with the student
-#: (fp32, and int8 for the serving rule), the teacher and co-visitation.
+#: (fp32, and int8 for the serving rule), the teacher and co-visitation. The students of the
+#: rule the artifacts were not trained for are skipped, saying so (:meth:`Variant.missing`).
 ALL_VARIANTS = (
     "decayed:student",
     "decayed:none",

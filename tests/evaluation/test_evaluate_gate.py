@@ -1,5 +1,6 @@
 """`streamrec evaluate` judges the served system, which is what `streamrec worker` runs: a
-reranker whose training missed its gate is refused there too, unless allowed."""
+reranker whose training missed its gate is refused there too, unless allowed; a student
+variant of another update rule than the one it was trained for is skipped, with why."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from streamrec.cli import app
+from streamrec.config import Settings
+from streamrec.evaluation.prequential import History
+from streamrec.evaluation.run import EvalOptions, build_systems, load_inputs
+from streamrec.evaluation.variants import parse_variants
 
 CHECK = "student beats popularity order"
 
@@ -52,3 +57,21 @@ def test_allowed_it_is_evaluated(
     assert code == 0, output
     assert "serving it anyway" in output
     assert json.loads((tmp_path / "report" / "report.json").read_text())["served"]
+
+
+def test_a_student_variant_of_another_rule_is_skipped_saying_why(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    art = tmp_path / "artifacts"
+    shutil.copytree(world["artifacts"], art)
+    (art / "manifest.json").write_text(json.dumps({"engine": {"rule": "decayed"}}))
+    variants = tuple(parse_variants(["decayed:student,multi:student,multi:none"]))
+    inputs = load_inputs(world["test"], world["warmup"], art)
+    built = build_systems(
+        inputs, art, Settings(), EvalOptions(ks=(10,), variants=variants), History()
+    )
+    assert [s.name for s in built.systems if built.kinds[s.name] == "engine"] == [
+        "decayed:student",
+        "multi:none",
+    ]
+    assert "trained for the 'decayed' update rule, not 'multi'" in built.skipped["multi:student"]

@@ -1,5 +1,6 @@
-"""A model whose `streamrec train` run missed its gate is refused by ``load_engine`` in one
-line naming the failed checks, or served with one warning when ``allow_failed_model``."""
+"""A model whose `streamrec train` run missed its gate, or that was trained for another
+update rule than the engine's, is refused by ``load_engine`` in one line naming why, or
+served with one warning when ``allow_failed_model``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import typer
 
 from streamrec.config import Settings
 from streamrec.index import CandidateIndex
@@ -28,11 +30,20 @@ BELOW_POPULAR = {
 }
 
 
-def trained(tmp_path: Path, index: CandidateIndex, reranker: Path, gate: dict | None) -> Path:
-    """Artifacts as `streamrec train` writes them, with ``gate`` as the manifest's verdict."""
+def trained(
+    tmp_path: Path,
+    index: CandidateIndex,
+    reranker: Path,
+    gate: dict | None,
+    rule: str | None = None,
+) -> Path:
+    """Artifacts as `streamrec train` writes them, with ``gate`` as the manifest's verdict
+    and ``rule`` as the update rule it trained with (its ``engine.rule``)."""
     index.save(tmp_path / "index")
     shutil.copy(reranker, tmp_path / "reranker.onnx")
-    manifest = {"model_version": "core-test"} | ({"gate": gate} if gate is not None else {})
+    manifest: dict = {"model_version": "core-test"}
+    manifest |= {"gate": gate} if gate is not None else {}
+    manifest |= {"engine": {"rule": rule}} if rule is not None else {}
     Artifacts(tmp_path).manifest.write_text(json.dumps(manifest))
     return tmp_path
 
@@ -85,3 +96,62 @@ def test_retrieval_order_serves_no_trained_model_so_nothing_is_refused(
     art = trained(tmp_path, index, reranker_onnx, {"passed": False, "failed": [SLOW]})
     engine = load_engine(art, Settings(engine_device="cpu", engine_reranker=""))
     assert engine.scorer is None
+
+
+def test_a_student_trained_for_another_rule_is_refused_in_one_line(
+    tmp_path: Path, index: CandidateIndex, reranker_onnx: Path
+) -> None:
+    art = trained(tmp_path, index, reranker_onnx, {"passed": True, "failed": []}, "decayed")
+    with pytest.raises(FailedModelError) as refused:
+        load_engine(art, Settings(engine_device="cpu", engine_rule="multi"))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "trained for the 'decayed' update rule, not 'multi'" in message
+    assert "STREAMREC_ENGINE_RULE=multi" in message and "--allow-failed-model" in message
+
+
+def test_a_failed_gate_and_another_rule_are_named_in_the_same_line(
+    tmp_path: Path, index: CandidateIndex, reranker_onnx: Path
+) -> None:
+    art = trained(tmp_path, index, reranker_onnx, {"passed": False, "failed": [SLOW]}, "decayed")
+    with pytest.raises(FailedModelError) as refused:
+        load_engine(art, Settings(engine_device="cpu", engine_rule="multi"))
+    message = str(refused.value)
+    assert "\n" not in message and SLOW["name"] in message and "not 'multi'" in message
+
+
+@pytest.mark.parametrize("rule", ["multi", None])
+def test_a_student_of_the_same_rule_or_of_an_unnamed_one_is_served(
+    tmp_path: Path, index: CandidateIndex, reranker_onnx: Path, rule: str | None
+) -> None:
+    art = trained(tmp_path, index, reranker_onnx, {"passed": True, "failed": []}, rule)
+    engine = load_engine(art, Settings(engine_device="cpu", engine_rule="multi"))
+    assert engine.scorer is not None
+
+
+def test_retrieval_order_under_another_rule_loads_no_student_so_nothing_is_refused(
+    tmp_path: Path, index: CandidateIndex, reranker_onnx: Path
+) -> None:
+    art = trained(tmp_path, index, reranker_onnx, {"passed": True, "failed": []}, "decayed")
+    settings = Settings(engine_device="cpu", engine_rule="multi", engine_reranker="")
+    assert load_engine(art, settings).scorer is None
+
+
+def test_the_worker_refuses_an_ab_variant_that_reranks_another_rule(
+    tmp_path: Path,
+    index: CandidateIndex,
+    reranker_onnx: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from streamrec.cli.worker import check_served_model
+
+    art = trained(tmp_path, index, reranker_onnx, {"passed": True, "failed": []}, "decayed")
+    control = {"name": "control", "share": 0.5}
+    multi = {"name": "multi", "share": 0.5, "engine": {"rule": "multi"}}
+    check_served_model(Settings(worker_artifacts_dir=art, variants=[control]))  # served as is
+    with pytest.raises(typer.Exit):
+        check_served_model(Settings(worker_artifacts_dir=art, variants=[control, multi]))
+    assert "not 'multi'" in capsys.readouterr().err
+    # a variant that reranks nothing serves no student, so another rule is fine there
+    bare = {**multi, "reranker": ""}
+    check_served_model(Settings(worker_artifacts_dir=art, variants=[control, bare]))
