@@ -19,6 +19,8 @@ the catalog). Then, one thread everywhere:
    the last recommendation's append; the worker's CPU time per event from /proc), then
    events replayed at ``--paced-share`` of that rate for ``--paced-seconds``: p50/p99 of
    event append → recommendation append (Kafka timestamps, one clock).
+   ``--configs two_workers`` adds two workers in one consumer group on 2 partitions (CPU
+   time and stage costs summed over both).
 
 "× floor" is CPU ms per event over the floor's: CPU time, not wall time, because the
 machine may be shared (the ``uptime`` load averages before and after are printed and kept
@@ -83,6 +85,11 @@ class WorkerConfig:
     env: dict[str, str]
     workers: int = 1
     partitions: int | None = None
+
+    @property
+    def per_event(self) -> bool:
+        """One event per engine call: no window to widen, and ``--per-event-events``."""
+        return self.env.get("STREAMREC_WORKER_MAX_BATCH") == "1"
 
 
 #: The compared configurations. The batched ones keep the settings' default window unless
@@ -451,10 +458,10 @@ def main() -> None:
         events = synthetic_events(args.items, max(args.events, args.per_event_events))
         for name in [] if connection is None else args.configs.split(","):
             setup = CONFIGS[name]
-            if name != "per_event" and args.batch_window_ms:
+            if not setup.per_event and args.batch_window_ms:
                 window = {"STREAMREC_WORKER_BATCH_WINDOW_MS": args.batch_window_ms}
                 setup = replace(setup, env={**setup.env, **window})
-            n = args.per_event_events if name == "per_event" else args.events
+            n = args.per_event_events if setup.per_event else args.events
             step(f"worker {name}: {n:,} events through Kafka")
             worker[name] = run_config(connection, art, events[:n], setup, args)
             worker_cpu += worker[name]["cpu_ms_per_event"] * worker[name]["backlog_events"] / 1000

@@ -45,7 +45,8 @@ def rule_of(config: EngineConfig) -> UpdateRule:
 
 
 class FailedModelError(RuntimeError):
-    """The artifacts' model missed its training gate and serving it was not allowed."""
+    """The artifacts' model missed its training gate, or was trained for another update rule,
+    and serving it was not allowed."""
 
 
 def _manifest(artifacts: Path) -> dict[str, Any] | str | None:
