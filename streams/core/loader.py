@@ -66,7 +66,11 @@ def gate_failure(artifacts: Path) -> str | None:
     """Why the artifacts' model must not be served, in one line naming the failed gate
     checks; None when it passed or nothing says (no manifest, or one without a ``gate``:
     artifacts assembled by hand or by an older `streamrec train`)."""
-    written = _manifest(artifacts)
+    return _gate_reason(artifacts, _manifest(artifacts))
+
+
+def _gate_reason(artifacts: Path, written: dict[str, Any] | str | None) -> str | None:
+    """:func:`gate_failure` of an already-read manifest."""
     if written is None or isinstance(written, str):
         return written
     gate = written.get("gate")
@@ -77,10 +81,9 @@ def gate_failure(artifacts: Path) -> str | None:
     return f"{artifacts}: model {version} failed its training gate: {failed or 'no checks named'}"
 
 
-def trained_rule(artifacts: Path) -> str | None:
-    """The update rule whose replay the artifacts' rerankers learned from (the manifest's
-    ``engine.rule``); None when the manifest does not say."""
-    written = _manifest(artifacts)
+def _trained_rule(written: dict[str, Any] | str | None) -> str | None:
+    """The update rule whose replay the rerankers of a read manifest learned from (its
+    ``engine.rule``); None when it does not say."""
     engine = written.get("engine") if isinstance(written, dict) else None
     rule = engine.get("rule") if isinstance(engine, dict) else None
     return rule if isinstance(rule, str) else None
@@ -92,7 +95,12 @@ def rule_mismatch(artifacts: Path, rule: str) -> str | None:
     ``user_interests`` never vary under ``decayed``): on MovieLens-100k the decayed
     student reranking the multi rule's lists fell to HR@10 0.067, below the multi rule's
     own retrieval order (0.114)."""
-    trained = trained_rule(artifacts)
+    return _rule_reason(artifacts, _manifest(artifacts), rule)
+
+
+def _rule_reason(artifacts: Path, written: dict[str, Any] | str | None, rule: str) -> str | None:
+    """:func:`rule_mismatch` of an already-read manifest."""
+    trained = _trained_rule(written)
     if trained is None or trained == rule:
         return None
     return (
@@ -116,9 +124,10 @@ def check_gate(
     ``allow`` warn in one line and go on. Callers check before loading a reranker. The
     warning comes once per process and directory: the worker checks as it starts (``warn``
     its console's) and loads its engines later."""
+    written = _manifest(artifacts)  # read once for every check
     reasons = [
-        gate_failure(artifacts),
-        *(rule_mismatch(artifacts, r) for r in dict.fromkeys(rules)),
+        _gate_reason(artifacts, written),
+        *(_rule_reason(artifacts, written, r) for r in dict.fromkeys(rules)),
     ]
     failure = "; ".join(r for r in reasons if r is not None)
     if not failure:
