@@ -48,15 +48,9 @@ def _int_list(value: Any) -> Any:
     Environment values of list fields are plain strings (``NoDecode`` keeps pydantic-settings
     from insisting on JSON); anything else is left to pydantic's own validation.
     """
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.startswith("["):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not a JSON list ({exc.msg}); write e.g. 64,32") from None
-    parts = [part for part in re.split(r"[,\s]+", text) if part]
+    parts = _listed(value, "64,32")
+    if not isinstance(parts, list) or not all(isinstance(part, str) for part in parts):
+        return parts
     if not all(re.fullmatch(r"[+-]?\d+", part) for part in parts):
         raise ValueError("expected comma-separated whole numbers like 64,32")
     return [int(part) for part in parts]
@@ -64,6 +58,32 @@ def _int_list(value: Any) -> Any:
 
 #: A list of positive ints in the environment: ``64,32`` (or a JSON list ``[64, 32]``).
 IntList = Annotated[tuple[Annotated[int, Field(ge=1)], ...], NoDecode, BeforeValidator(_int_list)]
+
+
+def _word_list(value: Any) -> Any:
+    """``decayed,multi`` (the documented syntax), a JSON list or ``decayed multi`` -> a
+    list of words; the empty string is the empty list."""
+    return _listed(value, "decayed,multi")
+
+
+def _listed(value: Any, example: str) -> Any:
+    """The parts of a list field's environment string (comma- or space-separated, or a
+    JSON list: then its decoded values); anything but a string is returned as it is."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list ({exc.msg}); write e.g. {example}") from None
+    return [part for part in re.split(r"[,\s]+", text) if part]
+
+
+#: User-update rules (``engine_rule``'s values).
+Rule = Literal["decayed", "multi"]
+#: A list of update rules in the environment: ``multi`` or ``decayed,multi``.
+RuleList = Annotated[tuple[Rule, ...], NoDecode, BeforeValidator(_word_list)]
 
 
 # --- Live quality and A/B ---------------------------------------------------------------
@@ -210,7 +230,7 @@ class Settings(BaseSettings):
     engine_candidates: int = Field(
         200, ge=1, description="Candidates retrieved per event (FAISS) and scored by the reranker."
     )
-    engine_rule: Literal["decayed", "multi"] = Field(
+    engine_rule: Rule = Field(
         "decayed",
         description="User-update rule: `decayed` (one decayed, action-weighted running embedding) "
         "or `multi` (a few interest centroids per user, PinnerSage-like).",
@@ -353,14 +373,16 @@ class Settings(BaseSettings):
     )
     engine_reranker: str = Field(
         RERANKER,
-        description="Reranker file inside the artifacts directory (e.g. `reranker.int8.onnx`); "
-        "empty, or a file that is not there, serves in retrieval order.",
+        description="Reranker file inside the artifacts directory (e.g. `reranker.int8.onnx`), "
+        "taken from `rules/<engine_rule>/` when `streamrec train` wrote that rule's there "
+        "(`train_rules`); empty, or a file that is not there, serves in retrieval order.",
     )
     allow_failed_model: bool = Field(
         False,
         description="Serve a reranker whose `streamrec train` run missed its gate (the "
         "artifacts' manifest marks it failed), or that was trained for another update rule "
-        "than `engine_rule` (or an A/B variant's `rule`), with one warning line. Off: "
+        "than `engine_rule` (or an A/B variant's `rule`; `train_rules` trains one per rule), "
+        "with one warning line. Off: "
         "`streamrec worker`, the evaluator's served system and every engine loaded from the "
         "artifacts refuse it in one line naming why (worker: `--allow-failed-model`); the "
         "evaluator skips a student variant of another rule.",
@@ -723,6 +745,15 @@ class Settings(BaseSettings):
 
     # --- Training (streamrec.training, models/; owner: models engineer) --------------
     train_seed: int = Field(0, description="Seed of everything `streamrec train` draws at random.")
+    train_rules: RuleList = Field(
+        (),
+        description="Update rules to train rerankers for besides `engine_rule`, e.g. `multi`: "
+        "each gets its own replay, teacher, student and gate, written to `rules/<rule>/` of "
+        "the artifacts, so A/B variants and `streamrec evaluate` can switch rule (a reranker "
+        "trained on another rule's candidates is refused: on MovieLens-100k the decayed "
+        "student on `multi`'s lists gave HR@10 0.067). Each rule adds its replay and fits to "
+        "the run's time.",
+    )
     train_embedding_dim: int = Field(64, ge=4, description="Dimension of the item embeddings.")
     train_embedding_method: Literal["als", "cooc"] = Field(
         "als",

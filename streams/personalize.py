@@ -128,7 +128,11 @@ def register(rt: Runtime) -> None:
     @rt.app.agent(rt.events, name="personalize")
     async def personalize(stream: StreamT) -> None:
         engine = await rt.run(
-            VariantEngines.build, await rt.engine(), experiment, s.worker_artifacts_dir
+            VariantEngines.build,
+            await rt.engine(),
+            experiment,
+            s.worker_artifacts_dir,
+            s.engine_reranker,
         )
         await rt.global_stats.attach(engine)  # waits for the global statistics to catch up
         pipeline = Pipeline(rt, engine, live, stream)

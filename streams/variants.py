@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.config import VariantSpec
-from streamrec.streams.core.artifacts import Artifacts
+from streamrec.streams.core.artifacts import RERANKER, Artifacts
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import BatchStats, Engine
 from streamrec.streams.core.features import FEATURE_NAMES
@@ -165,19 +165,27 @@ class VariantEngines:
         self._committed: list[StatsDelta] = []
 
     @classmethod
-    def build(cls, base: Engine, experiment: Experiment, artifacts: Path) -> VariantEngines:
+    def build(
+        cls, base: Engine, experiment: Experiment, artifacts: Path, reranker: str = RERANKER
+    ) -> VariantEngines:
         """The variants' engines from the worker's engine ``base`` (loaded from
-        ``artifacts``, where the variants' reranker files are too); a variant without
-        overrides is ``base`` itself. Raises FileNotFoundError for a missing reranker."""
+        ``artifacts``, where the variants' reranker files are too, each rule's in its
+        ``Artifacts.for_rule`` folder); a variant without overrides is ``base`` itself. A
+        variant that switches rule without naming a reranker gets the file ``base``'s came
+        from (``reranker``: ``engine_reranker``) as trained for its rule. Raises
+        FileNotFoundError for a missing reranker."""
         configs = {
             v.name: dataclasses.replace(base.config, **v.engine) for v in experiment.variants
         }
         scorers = {}
         for variant in experiment.variants:
-            scorer = base.scorer
-            if variant.reranker is not None:  # empty: no reranker, retrieval order
-                config = configs[variant.name]
-                scorer = _reranker(artifacts, variant, config) if variant.reranker else None
+            config, name = configs[variant.name], variant.reranker
+            if name is None and config.rule != base.config.rule and base.scorer is not None:
+                name = reranker
+            # None: the base's reranker; empty: no reranker, retrieval order
+            scorer = base.scorer if name is None else None
+            if name:
+                scorer = _reranker(artifacts, variant.name, name, config)
             scorers[variant.name] = scorer
         if base.covis is None and any(
             uses_covis(scorers[name], c.covis_weight) for name, c in configs.items()
@@ -244,11 +252,12 @@ class VariantEngines:
         return total
 
 
-def _reranker(artifacts: Path, variant: Variant, config: EngineConfig) -> Any:
+def _reranker(artifacts: Path, variant: str, name: str, config: EngineConfig) -> Any:
+    """The ``name`` reranker trained for ``config``'s rule, for the variant so named."""
     from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
 
-    path = Artifacts(artifacts).model(variant.reranker)
+    path = Artifacts(artifacts).for_rule(config.rule).model(name)
     assert path is not None
     if not path.is_file():
-        raise FileNotFoundError(f"variant {variant.name!r}: reranker {path} is not there")
+        raise FileNotFoundError(f"variant {variant!r}: reranker {path} is not there")
     return Scorer.load(path, FEATURE_NAMES, device=config.device, threads=config.threads)

@@ -54,12 +54,15 @@ def train(
     Writes ARTIFACTS/{item_vectors.npz, index/, reranker.onnx, reranker.int8.onnx,
     teacher.onnx, popular.msgpack, covis.npz, sasrec.onnx, sasrec.json, report.json,
     manifest.json} (SASRec unless STREAMREC_TRAIN_SASREC_ENABLED=false) and prints the
-    report. Exits non-zero when the gate is missed: the student must keep >= 97 % of the
-    teacher's NDCG@10, be >= 5x faster than the ONNX teacher for 200 candidates (median
-    per-call ratio of thread CPU time), the teacher must beat retrieval order and the
-    student every candidate source ranked alone (retrieval order, popularity order). A
-    model that misses it is still written, marked failed in manifest.json with the checks
-    it missed, and `streamrec worker` refuses it unless `--allow-failed-model`.
+    report. The rerankers learn from STREAMREC_ENGINE_RULE's replay; each rule of
+    STREAMREC_TRAIN_RULES (e.g. multi) gets its own under ARTIFACTS/rules/<rule>/, gated
+    alike, so A/B variants and `streamrec evaluate` can switch rule. Exits non-zero when the
+    gate is missed: the student must keep >= 97 % of the teacher's NDCG@10, be >= 5x faster
+    than the ONNX teacher for 200 candidates (median per-call ratio of thread CPU time), the
+    teacher must beat retrieval order and the student every candidate source ranked alone
+    (retrieval order, popularity order). A model that misses it is still written, marked
+    failed in manifest.json with the checks it missed, and `streamrec worker` refuses it
+    unless `--allow-failed-model`.
     """
     settings = settings_of(ctx)
     # Heavy imports (torch, faiss, onnxruntime) only once the command really runs.
@@ -68,9 +71,9 @@ def train(
     from streamrec.streams.core.artifacts import Artifacts
     from streamrec.streams.wire import InvalidRecord
     from streamrec.training.config import TrainingConfig
-    from streamrec.training.pipeline import TrainingError
     from streamrec.training.pipeline import train as run
     from streamrec.training.report import report_table
+    from streamrec.training.rerankers import TrainingError
 
     config = TrainingConfig.from_settings(settings, quick=quick, seed=seed)
     columns = (
@@ -87,18 +90,24 @@ def train(
         fail(str(exc))
     except ValueError as exc:
         fail(about(events, exc))
-    stdout_console().print(report_table(report))
+    parts = {settings.engine_rule: report, **report.get("rules", {})}
+    for rule, part in parts.items():
+        stdout_console().print(report_table(part, rule))
     console.print(
         f"model {report['model_version']} → {out} ({report['seconds']['total_s']:.0f} s); "
         f"report: {Artifacts(out).report}",
         highlight=False,
     )
-    failed = [c for c in report["gate"]["checks"] if not c["passed"]]
-    for check in report["gate"]["checks"]:
-        mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
-        console.print(f"{mark} {check['name']}: {check['detail']}", highlight=False)
+    failed = []
+    for rule, part in parts.items():
+        which = f"{rule}: " if len(parts) > 1 else ""
+        for check in part["gate"]["checks"]:
+            mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
+            console.print(f"{mark} {which}{check['name']}: {check['detail']}", highlight=False)
+            if not check["passed"]:
+                failed.append(which + check["detail"])
     if failed:
         fail(
-            "gate missed: " + "; ".join(c["detail"] for c in failed) + f" ({out} is marked "
-            "failed: workers refuse it unless --allow-failed-model)"
+            "gate missed: " + "; ".join(failed) + f" ({out} is marked failed for those rules: "
+            "workers refuse them unless --allow-failed-model)"
         )

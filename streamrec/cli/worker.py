@@ -136,7 +136,7 @@ def check_artifacts(settings: Settings) -> None:
         fail(f"{index_dir / META_FILE}: not JSON ({exc}); {make}")
     except ValueError as exc:  # another format or version
         fail(f"{exc}; {make}")
-    reranker = Artifacts(artifacts).model(settings.engine_reranker)
+    reranker = Artifacts(artifacts).for_rule(settings.engine_rule).model(settings.engine_reranker)
     if reranker is not None and not reranker.is_file():
         warn(
             f"{reranker}: no such reranker, serving in retrieval "
@@ -163,7 +163,7 @@ def check_served_model(settings: Settings) -> None:
     rules = [
         rule
         for name, rule in served
-        if (file := Artifacts(artifacts).model(name)) is not None and file.is_file()
+        if (file := Artifacts(artifacts).for_rule(rule).model(name)) is not None and file.is_file()
     ]
     if not rules:
         return  # retrieval order only: no trained model is served

@@ -43,9 +43,10 @@ class TeacherReranker:
         self.provider = self.session.get_providers()[0]
 
     @classmethod
-    def load(cls, artifacts: Path, *, threads: int = 1) -> TeacherReranker:
-        """The teacher of an artifacts directory, versioned like its student."""
-        layout = Artifacts(artifacts)
+    def load(cls, artifacts: Path, rule: str, *, threads: int = 1) -> TeacherReranker:
+        """The teacher trained for ``rule`` in an artifacts directory, versioned like its
+        student."""
+        layout = Artifacts(artifacts).for_rule(rule)
         version = ""
         if layout.manifest.is_file():
             version = json.loads(layout.manifest.read_text(encoding="utf-8"))["model_version"]

@@ -50,10 +50,11 @@ RERANKERS = {
 STUDENTS = ("student", "int8")
 
 
-def reranker_file(artifacts: Path, reranker: str) -> Path | None:
-    """The file of a variant's reranker (``student``...) in ``artifacts``; None for none."""
+def reranker_file(artifacts: Path, reranker: str, rule: str) -> Path | None:
+    """The file of a variant's reranker (``student``...) trained for ``rule`` in
+    ``artifacts`` (``Artifacts.for_rule``); None for none."""
     key = RERANKERS[reranker]
-    return Artifacts(artifacts).files()[key] if key else None
+    return Artifacts(artifacts).for_rule(rule).files()[key] if key else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Variant:
         file is not there, or it is a student trained for another update rule (the worker
         refuses to serve that: ``loader.rule_mismatch``; the teacher reads the sequence
         itself and is replayed under either rule)."""
-        file = reranker_file(artifacts, self.reranker)
+        file = reranker_file(artifacts, self.reranker, self.rule)
         if file is not None and not file.is_file():
             return f"{file} does not exist"
         if self.reranker in STUDENTS:
@@ -117,9 +118,12 @@ def served_variant(settings: Settings, artifacts: Path) -> Variant | None:
     worker does). None when that file is one no variant names. The replay differs from the
     worker only in the protocol: batch-start statistics, and no popularity seed when it
     warms up on the training stream."""
-    file = Artifacts(artifacts).model(settings.engine_reranker)
+    rule = settings.engine_rule
+    file = Artifacts(artifacts).for_rule(rule).model(settings.engine_reranker)
     if file is not None and file.is_file():
-        named = [r for r in RERANKERS if r != "teacher" and reranker_file(artifacts, r) == file]
+        named = [
+            r for r in RERANKERS if r != "teacher" and reranker_file(artifacts, r, rule) == file
+        ]
         return Variant(settings.engine_rule, named[0]) if named else None
     return Variant(settings.engine_rule, "none")
 
@@ -161,10 +165,10 @@ def load_reranker(
     if variant.reranker in ("none", "covis"):
         return None
     if variant.reranker == "teacher":
-        return TeacherReranker.load(artifacts, threads=threads)
+        return TeacherReranker.load(artifacts, variant.rule, threads=threads)
     from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there
 
-    path = reranker_file(artifacts, variant.reranker)
+    path = reranker_file(artifacts, variant.reranker, variant.rule)
     assert path is not None  # none and covis returned above
     return Scorer.load(path, FEATURE_NAMES, device=engine.config.device, threads=threads)
 

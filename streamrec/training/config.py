@@ -35,6 +35,7 @@ class TrainingConfig:
     gate_speedup: float
     sasrec: SasrecConfig | None  # None: train_sasrec_enabled is off
     sasrec_threads: int
+    rules: tuple[str, ...] = ()  # update rules trained besides the engine's (train_rules)
 
     @classmethod
     def from_settings(
@@ -75,6 +76,7 @@ class TrainingConfig:
             gate_speedup=settings.train_gate_speedup,
             sasrec=_sasrec(settings, quick, seed) if settings.train_sasrec_enabled else None,
             sasrec_threads=settings.train_sasrec_threads,
+            rules=tuple(settings.train_rules),
         )
 
 

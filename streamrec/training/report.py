@@ -78,13 +78,15 @@ def gate_checks(
     ]
 
 
-def report_table(report: dict[str, Any]) -> Table:
-    """The report as a rich table: one row per model, quality and latency side by side."""
+def report_table(report: dict[str, Any], rule: str) -> Table:
+    """One rule's part of the report (the report itself for ``engine_rule``, an entry of its
+    ``rules`` for the others) as a rich table: one row per model, quality and latency side
+    by side."""
     quality, latency = report["quality"], report["latency_ms"]
     n = report["groups"]["eval"]
     table = Table(
-        title=f"streamrec train — {n} held-out events, {report['latency_candidates']} candidates "
-        "per latency call, 1 thread, CPU time"
+        title=f"streamrec train, {rule!r} rule — {n} held-out events, "
+        f"{report['latency_candidates']} candidates per latency call, 1 thread, CPU time"
     )
     for column in ("model", "NDCG@10", "HR@10", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column == "model" else "right")

@@ -69,16 +69,33 @@ def gate_failure(artifacts: Path) -> str | None:
     return _gate_reason(artifacts, _manifest(artifacts))
 
 
-def _gate_reason(artifacts: Path, written: dict[str, Any] | str | None) -> str | None:
-    """:func:`gate_failure` of an already-read manifest."""
+def _gate_reason(
+    artifacts: Path, written: dict[str, Any] | str | None, rule: str | None = None
+) -> str | None:
+    """:func:`gate_failure` of an already-read manifest; with ``rule``, of the rerankers
+    trained for that extra rule (``rules`` in the manifest; None when it has none)."""
     if written is None or isinstance(written, str):
         return written
-    gate = written.get("gate")
+    entry = _extra_rules(written).get(rule, {}) if rule else written
+    gate = entry.get("gate")
     if not isinstance(gate, dict) or gate.get("passed", True):
         return None
     failed = "; ".join(f"{c.get('name')} ({c.get('detail')})" for c in gate.get("failed", []))
-    version = written.get("model_version", "?")
-    return f"{artifacts}: model {version} failed its training gate: {failed or 'no checks named'}"
+    version = entry.get("model_version", written.get("model_version", "?"))
+    which = f" for the {rule!r} rule" if rule else ""
+    return (
+        f"{artifacts}: model {version}{which} failed its training gate: "
+        f"{failed or 'no checks named'}"
+    )
+
+
+def _extra_rules(written: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The manifest's ``rules``: the update rules besides ``engine.rule`` that rerankers
+    were trained for (``rules/<rule>/``), each with its gate."""
+    rules = written.get("rules")
+    if not isinstance(rules, dict):
+        return {}
+    return {k: v for k, v in rules.items() if isinstance(v, dict)}
 
 
 def _trained_rule(written: dict[str, Any] | str | None) -> str | None:
@@ -99,13 +116,17 @@ def rule_mismatch(artifacts: Path, rule: str) -> str | None:
 
 
 def _rule_reason(artifacts: Path, written: dict[str, Any] | str | None, rule: str) -> str | None:
-    """:func:`rule_mismatch` of an already-read manifest."""
+    """:func:`rule_mismatch` of an already-read manifest: None when the rerankers of
+    ``engine.rule`` are for ``rule`` or ``rules/<rule>/`` holds that rule's own."""
     trained = _trained_rule(written)
     if trained is None or trained == rule:
         return None
+    if isinstance(written, dict) and rule in _extra_rules(written):
+        return None  # its own rerankers (their gate is check_gate's)
     return (
         f"{artifacts}: its rerankers were trained for the {trained!r} update rule, not "
-        f"{rule!r} (retrain with STREAMREC_ENGINE_RULE={rule})"
+        f"{rule!r} (retrain with STREAMREC_ENGINE_RULE={rule}, or add it to "
+        "STREAMREC_TRAIN_RULES)"
     )
 
 
@@ -125,9 +146,15 @@ def check_gate(
     warning comes once per process and directory: the worker checks as it starts (``warn``
     its console's) and loads its engines later."""
     written = _manifest(artifacts)  # read once for every check
+    served = list(dict.fromkeys(rules))
+    trained = _trained_rule(written)
+    extra = _extra_rules(written) if isinstance(written, dict) else {}
+    # the directory's own rerankers' gate, unless every served rule has rerankers of its own
+    own = not served or trained is None or any(r == trained or r not in extra for r in served)
     reasons = [
-        _gate_reason(artifacts, written),
-        *(_rule_reason(artifacts, written, r) for r in dict.fromkeys(rules)),
+        _gate_reason(artifacts, written) if own else None,
+        *(_rule_reason(artifacts, written, r) for r in served),
+        *(_gate_reason(artifacts, written, r) for r in served if r in extra and r != trained),
     ]
     failure = "; ".join(r for r in reasons if r is not None)
     if not failure:
@@ -202,7 +229,7 @@ def load_engine(
         blas_threshold=settings.index_blas_threshold,
     )
     scorer = None
-    reranker = layout.model(settings.engine_reranker)
+    reranker = layout.for_rule(config.rule).model(settings.engine_reranker)
     if reranker is not None and reranker.is_file():
         check_gate(artifacts, settings.allow_failed_model, rules=[config.rule])
         from streamrec.models.scorer import Scorer  # onnxruntime only when a model is there

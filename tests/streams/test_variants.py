@@ -8,14 +8,17 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from streamrec.config import VariantSpec
 from streamrec.index import build_index
+from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.config import EngineConfig
 from streamrec.streams.core.engine import Engine
+from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.loader import rule_of
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.variants import Experiment, VariantEngines, VariantError
@@ -144,3 +147,39 @@ def test_a_variant_whose_reranker_file_is_missing_stops_the_build(tmp_path):
     ]
     with pytest.raises(FileNotFoundError, match="student-b.onnx"):
         VariantEngines.build(base_engine(), Experiment.from_specs(spec, "x"), tmp_path)
+
+
+def _student(path: Path, seed: int) -> Path:
+    """A tiny real student exported to ONNX with the engine's feature spec."""
+    torch = pytest.importorskip("torch")  # the `train` extra
+    from streamrec.models.export import export_onnx
+    from streamrec.models.metadata import ModelMetadata
+    from streamrec.models.student import Student, StudentConfig
+
+    torch.manual_seed(seed)
+    model = Student(len(FEATURE_NAMES), StudentConfig(hidden=(8,)))
+    rows = np.random.default_rng(seed).random((64, len(FEATURE_NAMES)), np.float32)
+    model.set_normalisation(rows)
+    meta = ModelMetadata(FEATURE_NAMES, f"variant-test-{seed}", "00" * 32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return export_onnx(model.eval(), {"features": torch.from_numpy(rows)}, path, meta)
+
+
+def test_a_variant_switching_rule_reranks_with_the_student_trained_for_that_rule(tmp_path):
+    from streamrec.models.scorer import Scorer
+
+    layout = Artifacts(tmp_path)
+    _student(layout.reranker, seed=0)
+    _student(Artifacts(tmp_path, "multi").reranker, seed=1)
+    base = base_engine()
+    base.scorer = Scorer.load(layout.reranker, FEATURE_NAMES)
+    exp = experiment({"control": 0.5, "b": 0.5}, b={"rule": "multi"})
+    engines = VariantEngines.build(base, exp, tmp_path, layout.reranker.name)
+    b = engines.engines["b"]
+    assert engines.engines["control"].scorer is base.scorer
+    assert b.scorer is not None and b.scorer.model_version == "variant-test-1"
+    # without a folder for the rule, the directory's own file (check_gate judges it)
+    (tmp_path / "rules" / "multi" / "reranker.onnx").unlink()
+    (tmp_path / "rules" / "multi").rmdir()
+    again = VariantEngines.build(base, exp, tmp_path, layout.reranker.name)
+    assert again.engines["b"].scorer.model_version == "variant-test-0"

@@ -213,18 +213,63 @@ def test_same_seed_gives_the_same_models(
     )
 
 
+def test_train_rules_gives_each_rule_its_own_rerankers_and_leaves_the_first_rules_alone(
+    tmp_path: Path, artifacts: tuple[Path, dict], events_file: Path, settings: Settings
+) -> None:
+    from streamrec.evaluation.variants import Variant
+
+    out, report = artifacts
+    (tmp_path / "rules" / "stale").mkdir(parents=True)  # an earlier run's rule
+    with_multi = settings.model_copy(update={"train_rules": ("multi",)})
+    again = train(
+        events_file, tmp_path, with_multi, TrainingConfig.from_settings(with_multi, quick=True)
+    )
+    assert not (tmp_path / "rules" / "stale").exists()
+    multi = Artifacts(tmp_path).for_rule("multi")
+    assert multi.models == tmp_path / "rules" / "multi"
+    for path in (multi.reranker, multi.reranker_int8, multi.teacher):
+        assert path.is_file(), path
+    manifest = json.loads(Artifacts(tmp_path).manifest.read_text())
+    assert manifest["engine"]["rule"] == "decayed"
+    assert manifest["rules"]["multi"]["dir"] == "rules/multi"
+    assert set(manifest["rules"]["multi"]["gate"]) == {"passed", "failed"}
+    part = again["rules"]["multi"]
+    assert {"groups", "quality", "latency_ms", "gate", "seconds"} <= set(part)
+    assert part["parity_max_abs_diff"]["student_fp32"] <= 1e-4
+    # the first rule's models are those of a run without train_rules
+    assert again["quality"] == report["quality"]
+    rows = np.random.default_rng(0).normal(size=(30, len(FEATURE_NAMES))).astype(np.float32)
+    decayed = Scorer.load(out / "reranker.onnx", FEATURE_NAMES).score(rows)
+    np.testing.assert_array_equal(
+        Scorer.load(tmp_path / "reranker.onnx", FEATURE_NAMES).score(rows), decayed
+    )
+    # multi's student learnt from multi's replay, and is what an engine of that rule loads
+    own = Scorer.load(multi.reranker, FEATURE_NAMES).score(rows)
+    assert not np.allclose(own, decayed)
+    engine = load_engine(tmp_path, with_multi.model_copy(update={"engine_rule": "multi"}))
+    assert engine.scorer is not None
+    np.testing.assert_array_equal(engine.scorer.score(rows), own)
+    # the evaluator replays multi:student from here, and says why not from the first run
+    assert Variant("multi", "student").missing(tmp_path) is None
+    assert "not 'multi'" in (Variant("multi", "student").missing(out) or "")
+
+
 def test_cli_exits_non_zero_naming_the_missed_gate(
     tmp_path: Path, events_file: Path, monkeypatch: pytest.MonkeyPatch, tiny: dict[str, Any]
 ) -> None:
     for key, value in tiny.items():
         monkeypatch.setenv(f"STREAMREC_{key.upper()}", str(value))
     monkeypatch.setenv("STREAMREC_TRAIN_GATE_SPEEDUP", "1000000")  # no model is that fast
+    monkeypatch.setenv("STREAMREC_TRAIN_RULES", "multi")
     result = CliRunner().invoke(
         app, ["train", "--events", str(events_file), "--out", str(tmp_path), "--quick"]
     )
     assert result.exit_code == 1
     assert "gate missed" in result.output
     assert "need >= 1e+06x" in result.output
+    # each rule's table and gate lines, the extra rule's named
+    assert "'decayed' rule" in result.output and "'multi' rule" in result.output
+    assert "FAIL multi: student is faster than the teacher" in result.output
     assert (tmp_path / "report.json").is_file()
     # written as failed: the manifest names the check, and no engine serves it unasked
     gate = json.loads((tmp_path / "manifest.json").read_text())["gate"]

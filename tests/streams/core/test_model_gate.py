@@ -36,16 +36,27 @@ def trained(
     reranker: Path,
     gate: dict | None,
     rule: str | None = None,
+    rules: dict[str, dict] | None = None,
 ) -> Path:
     """Artifacts as `streamrec train` writes them, with ``gate`` as the manifest's verdict
-    and ``rule`` as the update rule it trained with (its ``engine.rule``)."""
+    and ``rule`` as the update rule it trained with (its ``engine.rule``); ``rules``: the
+    gates of other rules' rerankers (``train_rules``), each given a copy of ``reranker``
+    in ``rules/<rule>/``."""
     index.save(tmp_path / "index")
     shutil.copy(reranker, tmp_path / "reranker.onnx")
     manifest: dict = {"model_version": "core-test"}
     manifest |= {"gate": gate} if gate is not None else {}
     manifest |= {"engine": {"rule": rule}} if rule is not None else {}
+    for other, other_gate in (rules or {}).items():
+        layout = Artifacts(tmp_path, other)
+        layout.models.mkdir(parents=True)
+        shutil.copy(reranker, layout.reranker)
+        manifest.setdefault("rules", {})[other] = {"dir": f"rules/{other}", "gate": other_gate}
     Artifacts(tmp_path).manifest.write_text(json.dumps(manifest))
     return tmp_path
+
+
+PASSED = {"passed": True, "failed": []}
 
 
 def test_a_failed_model_is_refused_in_one_line_naming_the_failed_checks(
@@ -155,3 +166,49 @@ def test_the_worker_refuses_an_ab_variant_that_reranks_another_rule(
     # a variant that reranks nothing serves no student, so another rule is fine there
     bare = {**multi, "reranker": ""}
     check_served_model(Settings(worker_artifacts_dir=art, variants=[control, bare]))
+
+
+def test_a_rule_trained_in_its_own_folder_is_served_from_that_folder(
+    tmp_path: Path, index: CandidateIndex, reranker_onnx: Path
+) -> None:
+    art = trained(tmp_path, index, reranker_onnx, PASSED, "decayed", rules={"multi": PASSED})
+    (art / "reranker.onnx").unlink()  # only rules/multi/ holds a student now
+    engine = load_engine(art, Settings(engine_device="cpu", engine_rule="multi"))
+    assert engine.scorer is not None
+    assert Artifacts(art).for_rule("multi").reranker == art / "rules" / "multi" / "reranker.onnx"
+    assert Artifacts(art).for_rule("decayed").reranker == art / "reranker.onnx"
+
+
+def test_a_rule_whose_own_rerankers_failed_their_gate_is_refused_naming_the_rule(
+    tmp_path: Path, index: CandidateIndex, reranker_onnx: Path
+) -> None:
+    failed = {"passed": False, "failed": [SLOW]}
+    art = trained(tmp_path, index, reranker_onnx, PASSED, "decayed", rules={"multi": failed})
+    with pytest.raises(FailedModelError) as refused:
+        load_engine(art, Settings(engine_device="cpu", engine_rule="multi"))
+    message = str(refused.value)
+    assert "\n" not in message and "for the 'multi' rule failed" in message
+    assert SLOW["name"] in message and "not 'multi'" not in message
+    # the directory's own rule passed and is served
+    assert load_engine(art, Settings(engine_device="cpu")).scorer is not None
+
+
+def test_a_rule_served_from_its_own_folder_is_not_held_to_the_other_rules_gate(
+    tmp_path: Path, index: CandidateIndex, reranker_onnx: Path
+) -> None:
+    failed = {"passed": False, "failed": [SLOW]}
+    art = trained(tmp_path, index, reranker_onnx, failed, "decayed", rules={"multi": PASSED})
+    assert load_engine(art, Settings(engine_device="cpu", engine_rule="multi")).scorer is not None
+    with pytest.raises(FailedModelError, match="failed its training gate"):
+        load_engine(art, Settings(engine_device="cpu"))
+
+
+def test_the_worker_serves_an_ab_variant_of_another_rule_trained_for_it(
+    tmp_path: Path, index: CandidateIndex, reranker_onnx: Path
+) -> None:
+    from streamrec.cli.worker import check_served_model
+
+    art = trained(tmp_path, index, reranker_onnx, PASSED, "decayed", rules={"multi": PASSED})
+    control = {"name": "control", "share": 0.5}
+    multi = {"name": "multi", "share": 0.5, "engine": {"rule": "multi"}}
+    check_served_model(Settings(worker_artifacts_dir=art, variants=[control, multi]))
