@@ -20,15 +20,37 @@ def ranks_of_relevant(scores: np.ndarray, relevant: np.ndarray, mask: np.ndarray
     return np.where(found, rel_sorted.argmax(axis=1), -1)
 
 
+def ndcg_at_k_per_group(
+    scores: np.ndarray, relevant: np.ndarray, mask: np.ndarray, k: int = 10
+) -> np.ndarray:
+    """Each group's NDCG@k for a single relevant item (0 where it is not in the top k)."""
+    ranks = ranks_of_relevant(scores, relevant, mask)
+    hit = (ranks >= 0) & (ranks < k)
+    return np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+
+
 def ndcg_hr_at_k(
     scores: np.ndarray, relevant: np.ndarray, mask: np.ndarray, k: int = 10
 ) -> dict[str, float]:
     """Mean NDCG@k and HR@k for a single relevant item per group."""
-    ranks = ranks_of_relevant(scores, relevant, mask)
-    hit = (ranks >= 0) & (ranks < k)
-    gain = np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
-    n = max(len(ranks), 1)
-    return {f"ndcg@{k}": float(gain.sum() / n), f"hr@{k}": float(hit.sum() / n)}
+    gain = ndcg_at_k_per_group(scores, relevant, mask, k)
+    n = max(len(gain), 1)
+    return {f"ndcg@{k}": float(gain.sum() / n), f"hr@{k}": float((gain > 0).sum() / n)}
+
+
+def ratio_interval(
+    numerator: np.ndarray, denominator: np.ndarray, *, resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % paired-bootstrap interval of ``mean(numerator) / mean(denominator)`` over groups
+    (the same resampled groups for both): how far a share measured on these groups could
+    move by which events were sampled. ``(0, 0)`` for no groups."""
+    if len(numerator) == 0:
+        return 0.0, 0.0
+    picks = np.random.default_rng(seed).integers(0, len(numerator), (resamples, len(numerator)))
+    den = denominator[picks].mean(axis=1)
+    ratios = np.where(den > 0, numerator[picks].mean(axis=1) / np.where(den > 0, den, 1.0), 0.0)
+    low, high = np.quantile(ratios, [0.025, 0.975])
+    return float(low), float(high)
 
 
 def retrieval_order_scores(mask: np.ndarray) -> np.ndarray:

@@ -29,7 +29,12 @@ from streamrec.models.export import (
     write_metadata,
 )
 from streamrec.models.metadata import ModelMetadata
-from streamrec.models.metrics import ndcg_hr_at_k, retrieval_order_scores
+from streamrec.models.metrics import (
+    ndcg_at_k_per_group,
+    ndcg_hr_at_k,
+    ratio_interval,
+    retrieval_order_scores,
+)
 from streamrec.models.ranking_data import RankingGroups
 from streamrec.models.scorer import Scorer
 from streamrec.models.student import Student
@@ -125,7 +130,7 @@ def fit_rule(
     t0 = time.perf_counter()
     fp32 = Scorer.load(out.reranker, FEATURE_NAMES, device="cpu")
     int8 = Scorer.load(out.reranker_int8, FEATURE_NAMES, device="cpu")
-    quality = _quality(held_out, teacher, vectors, fp32, int8)
+    quality, share = _quality(held_out, teacher, vectors, fp32, int8)
     latency, faster = _latency(probe, teacher, out.teacher, fp32, int8, config, progress)
     clock["evaluate_s"] = time.perf_counter() - t0
 
@@ -135,7 +140,11 @@ def fit_rule(
     for path in (out.reranker, out.reranker_int8):
         write_metadata(path, final)
     checks = gate_checks(
-        quality, faster, min_quality=config.gate_quality, min_speedup=config.gate_speedup
+        quality,
+        faster,
+        min_quality=config.gate_quality,
+        min_speedup=config.gate_speedup,
+        share_interval=share,
     )
     report = {
         "groups": {
@@ -149,6 +158,7 @@ def fit_rule(
             else 0.0,
         },
         "quality": quality,
+        "student_share_ci95": [round(share[0], 4), round(share[1], 4)],
         "latency_candidates": LATENCY_CANDIDATES,
         "latency_ms": latency,
         "speedup_teacher_onnx_over_student": round(faster, 3),
@@ -254,10 +264,13 @@ def _quality(
     vectors: np.ndarray,
     fp32: Scorer,
     int8: Scorer,
-) -> dict[str, dict[str, float]]:
+) -> tuple[dict[str, dict[str, float]], tuple[float, float]]:
     """NDCG@10 / HR@10 of each ranking of the held-out groups; students via ONNX Runtime.
     ``retrieval`` and ``popularity`` rank the candidates by one source's signal alone (the
-    search's order; the decayed popular counts the engine serves cold users by)."""
+    search's order; the decayed popular counts the engine serves cold users by). Also the
+    95 % interval of the fp32 student's NDCG@10 share of the teacher's over these groups
+    (paired bootstrap): on MovieLens-100k's 4,966 held-out events it spans about ±3 points,
+    so a share a point from the gate's bar is within sampling noise."""
     relevant, mask = groups.gains > 0, groups.mask
     real = groups.features[mask]  # as served: the padded slots' zero rows are never scored
 
@@ -275,10 +288,15 @@ def _quality(
         "student_fp32": student(fp32),
         "student_int8": student(int8),
     }
-    return {
+    quality = {
         name: {k: round(v, 5) for k, v in ndcg_hr_at_k(s, relevant, mask).items()}
         for name, s in scores.items()
     }
+    share = ratio_interval(
+        ndcg_at_k_per_group(scores["student_fp32"], relevant, mask),
+        ndcg_at_k_per_group(scores["teacher"], relevant, mask),
+    )
+    return quality, share
 
 
 def _latency(

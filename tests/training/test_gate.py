@@ -49,6 +49,16 @@ def test_a_share_just_below_the_bar_never_reads_as_meeting_it() -> None:
     assert passed.passed and "is 101.2% of the teacher's" in passed.detail
 
 
+def test_the_shares_interval_is_told_beside_it_but_does_not_change_the_verdict() -> None:
+    near = {**QUALITY, "teacher": {"ndcg@10": 0.1059, "hr@10": 0.2}}
+    near["student_fp32"] = {"ndcg@10": 0.1027, "hr@10": 0.2}
+    [check] = gate_checks(
+        near, 12.0, min_quality=0.97, min_speedup=5.0, share_interval=(0.942, 0.998)
+    )[:1]
+    assert not check.passed  # 96.98 % misses the bar whatever its interval
+    assert "0.1059 [95% CI 94.2%-99.8%] (need >= 97%)" in check.detail
+
+
 def test_speed_is_judged_on_the_per_call_ratio() -> None:
     assert failed(QUALITY, 4.9) == ["student is faster than the teacher"]
     [check] = [c for c in gate_checks(QUALITY, 4.9, min_quality=0.97, min_speedup=5.0)
