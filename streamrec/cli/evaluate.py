@@ -38,7 +38,9 @@ def evaluate(
             help="Engine variants RULE:RERANKER (rule decayed|multi; reranker student|int8|"
             "teacher|covis|none), comma-separated or repeated; `all` is the whole matrix. "
             "Default: decayed:student, decayed:none, decayed:covis; what `streamrec worker` "
-            "serves with these settings and artifacts is always added and named `served`.",
+            "serves with these settings and artifacts is always added and named `served`. "
+            "A rule's student, int8 and teacher are those trained for it (`rules/<rule>/` "
+            "with STREAMREC_TRAIN_RULES); students of a rule with none are skipped.",
         ),
     ] = None,
     baselines: Annotated[

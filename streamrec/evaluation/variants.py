@@ -97,7 +97,8 @@ class Variant:
 DEFAULT_VARIANTS = ("decayed:student", "decayed:none", "decayed:covis")
 #: The whole matrix (``--variants all``): each rule without reranker, with the student
 #: (fp32, and int8 for the serving rule), the teacher and co-visitation. The students of the
-#: rule the artifacts were not trained for are skipped, saying so (:meth:`Variant.missing`).
+#: rule the artifacts hold no rerankers for (neither ``engine.rule`` nor one of
+#: ``train_rules``) are skipped, saying so (:meth:`Variant.missing`).
 ALL_VARIANTS = (
     "decayed:student",
     "decayed:none",
