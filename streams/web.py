@@ -207,14 +207,19 @@ def guard(rt: Runtime) -> Callable[..., Awaitable[aioweb.StreamResponse]]:
             async with asyncio.timeout(s.worker_http_timeout_s):
                 if path in PROBES:
                     return await handler(request)
-                if pace is not None and (wait := pace.take(s.worker_http_queue_s)) is None:
+                wait = 0.0 if pace is None else pace.take(s.worker_http_queue_s)
+                if wait is None:
                     return refuse(
                         "busy", 503, "request rate over the limit", **{"Retry-After": "1"}
                     )
-                elif wait:
+                if wait:
                     await asyncio.sleep(wait)
-                try:
-                    await asyncio.wait_for(slots.acquire(), s.worker_http_queue_s)
+                try:  # a free slot is taken at once, even with no time to queue
+                    await (
+                        slots.acquire()
+                        if not slots.locked()
+                        else asyncio.wait_for(slots.acquire(), s.worker_http_queue_s)
+                    )
                 except TimeoutError:
                     return refuse(
                         "busy", 503, "too many requests in flight", **{"Retry-After": "1"}
