@@ -12,7 +12,10 @@ other, a summary table and ``loadtest/out/load.json``.
 3. **Kafka event users**: ``KafkaEventUser`` producing ``--event-rate`` events per second
    (same fixed schedule) straight to the worker's ``events`` topic and timing each event
    until its recommendation is read from ``recommendations`` (locust request
-   ``event→recommendation``; no answer within ``--answer-timeout`` is a failure).
+   ``event→recommendation``; no answer within ``--answer-timeout`` is a failure);
+4. with ``--together``, both modes at once, each at its own rate: what the event stream
+   keeps under GET load (``stream_share_under_http``: events/s answered in time together
+   over alone) and what GETs get beside the stream (``together`` in ``load.json``).
 
 Each mode leaves locust's CSV (``load-get_stats.csv`` …) and HTML report in
 ``loadtest/out/``. Latencies are locust's: whole milliseconds. Everything started here
@@ -53,6 +56,7 @@ MODES = {
     "get_recommendations": ("/recommendations/{user}", ["HttpFeedUser", "--tags", "read"]),
     "event_to_recommendation": ("event→recommendation", ["KafkaEventUser"]),
 }
+EVENTS = "event_to_recommendation"
 
 
 def mode_figures(stats_csv: Path, name: str) -> dict[str, Any]:
@@ -72,14 +76,33 @@ def mode_figures(stats_csv: Path, name: str) -> dict[str, Any]:
 
 
 def write_report(
-    path: Path, modes: dict[str, dict[str, Any]], machine: dict[str, Any]
+    path: Path,
+    modes: dict[str, dict[str, Any]],
+    machine: dict[str, Any],
+    together: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write ``load.json``: one entry per mode (:func:`mode_figures` and the target rate)
-    and the machine record; returns the document."""
-    result = {**modes, "machine": machine}
+    """Write ``load.json``: one entry per mode (:func:`mode_figures` and the target rate),
+    the machine record and, when the modes also ran at once, their figures then
+    (``together``; the worker CPU there is the run's, shared) and the event stream's
+    answered (not failed) rate together over alone (``stream_share_under_http``); returns
+    it."""
+    result: dict[str, Any] = {**modes, "machine": machine}
+    if together:
+        result["together"] = together
+        alone, beside = _answered(modes.get(EVENTS)), _answered(together.get(EVENTS))
+        if alone and beside is not None:
+            result["stream_share_under_http"] = round(beside / alone, 3)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _answered(figures: dict[str, Any] | None) -> float | None:
+    """Requests/s that succeeded (locust's rate counts failures too: an event unanswered
+    within the timeout is one)."""
+    if not figures or not figures.get("requests"):
+        return None
+    return float(figures["rate"]) * (1 - figures["failures"] / figures["requests"])
 
 
 def summary_table(result: dict[str, Any]) -> Table:
@@ -89,8 +112,9 @@ def summary_table(result: dict[str, Any]) -> Table:
                "worker CPU s")  # fmt: skip
     for column in columns:
         t.add_column(column, justify="right")
-    for mode in MODES:
-        f = result.get(mode)
+    rows = [(m, result.get(m)) for m in MODES]
+    rows += [(f"{m} (together)", f) for m, f in result.get("together", {}).items()]
+    for mode, f in rows:
         if f is None:
             continue
         t.add_row(mode, f"{f.get('target_rate', 0):,.0f}", f"{f['rate']:,.1f}",
@@ -103,25 +127,41 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def run_locust(
-    mode: str, host: str, rate: float, users: int, seconds: int, events_file: Path, env: dict
-) -> dict[str, Any]:
-    """One headless locust run of ``mode``; its figures with the target rate."""
-    name, selection = MODES[mode]
-    prefix = REPORTS / f"load-{mode.split('_')[0]}"
+def start_locust(
+    mode: str,
+    host: str,
+    rate: float,
+    users: int,
+    seconds: int,
+    events_file: Path,
+    env: dict,
+    suffix: str = "",
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start one headless locust run of ``mode`` (its CSV/HTML named with ``suffix``);
+    returns the process and its CSV prefix."""
+    _, selection = MODES[mode]
+    prefix = REPORTS / f"load-{mode.split('_')[0]}{suffix}"
     command = [
         LOCUST, "-f", str(LOCUSTFILE), "--headless", "--only-summary",
         "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--host", host,
         "--user-rate", f"{rate / users:g}", "--events-file", str(events_file),
         "--csv", str(prefix), "--html", f"{prefix}.html", *selection,
     ]  # fmt: skip
-    step(f"locust {mode}: {rate:,.0f}/s for {seconds} s ({users} users)")
+    step(f"locust {mode}{suffix}: {rate:,.0f}/s for {seconds} s ({users} users)")
+    return subprocess.Popen(command, env=env), prefix
+
+
+def finish_locust(
+    mode: str, run: tuple[subprocess.Popen[bytes], Path], rate: float, seconds: int
+) -> dict[str, Any]:
+    """Wait for a :func:`start_locust` run; its figures with the target rate."""
+    proc, prefix = run
     # locust exits 1 when any request failed: the failures are in the figures, not an error
-    done = subprocess.run(command, env=env, check=False, timeout=seconds + 120)
+    code = proc.wait(timeout=seconds + 120)
     stats = Path(f"{prefix}_stats.csv")
     if not stats.is_file():
-        raise SystemExit(f"load: locust wrote no {stats} (exit {done.returncode})")
-    return {"target_rate": rate, **mode_figures(stats, name)}
+        raise SystemExit(f"load: locust wrote no {stats} (exit {code})")
+    return {"target_rate": rate, **mode_figures(stats, MODES[mode][0])}
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:
@@ -142,6 +182,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60, help="Length of each mode.")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--modes", default=",".join(MODES), help="Comma-separated modes.")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="Then run the modes at once (GET load beside the event stream): load.json's "
+        "`together` and `stream_share_under_http` (events/s answered together ÷ alone).",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _terminate)
     console = Console(width=140)
@@ -163,21 +209,35 @@ def main() -> None:
         events_file = OUT / f"load-{worker.app_id}.msgpack"
         write_events(events_file, primed)  # the users and items locust draws from
         stack.callback(events_file.unlink)
-        for mode in args.modes.split(","):
-            rate, users = (
-                (args.get_rate, args.get_users)
-                if mode == "get_recommendations"
-                else (args.event_rate, args.event_users)
-            )
+        chosen = args.modes.split(",")
+        rates = {
+            mode: (args.get_rate, args.get_users)
+            if mode == "get_recommendations"
+            else (args.event_rate, args.event_users)
+            for mode in chosen
+        }
+
+        def run(group: list[str], suffix: str = "") -> dict[str, dict[str, Any]]:
             cpu = cpu_seconds(pid)
-            modes[mode] = run_locust(
-                mode, worker.url, rate, users, args.seconds, events_file, worker.env
-            )
+            started = {
+                m: start_locust(
+                    m, worker.url, *rates[m], args.seconds, events_file, worker.env, suffix
+                )  # fmt: skip
+                for m in group
+            }
+            out = {m: finish_locust(m, r, rates[m][0], args.seconds) for m, r in started.items()}
             # how much of a core the worker got: on a shared machine, often the limit
-            modes[mode]["worker_cpu_s"] = round(cpu_seconds(pid) - cpu, 1)
+            for figures in out.values():
+                figures["worker_cpu_s"] = round(cpu_seconds(pid) - cpu, 1)
+            return out
+
+        for mode in chosen:
+            modes.update(run([mode]))
+        together = run(chosen, "-together") if args.together else {}
     report = REPORTS / "load.json"
     worker_cpu = sum(m["worker_cpu_s"] for m in modes.values())
-    result = write_report(report, modes, machine.finish(worker_cpu_s=worker_cpu))
+    worker_cpu += next(iter(together.values()), {}).get("worker_cpu_s", 0.0)
+    result = write_report(report, modes, machine.finish(worker_cpu_s=worker_cpu), together=together)
     console.print(summary_table(result))
     console.print(f"wrote {report}")
 

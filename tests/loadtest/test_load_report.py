@@ -32,7 +32,15 @@ REPORT = textwrap.dedent(
 
     stats, out = Path(sys.argv[1]), Path(sys.argv[2])
     modes = {m: {"target_rate": 10.0, **mode_figures(stats, MODES[m][0])} for m in MODES}
-    result = write_report(out, modes, {"cpu_count": 2})
+    # the same run as the stream alone and beside GETs, there with a made-up half of its
+    # requests failed (locust's rate counts them: the share must not)
+    events = {**modes["get_recommendations"], "target_rate": 10.0}
+    half = events["requests"] // 2
+    failed = {**events, "failures": half, "requests": 2 * half}
+    beside = {"get_recommendations": modes["get_recommendations"],
+              "event_to_recommendation": failed}
+    modes["event_to_recommendation"] = events
+    result = write_report(out, modes, {"cpu_count": 2}, together=beside)
     console = Console(width=200, record=True)
     console.print(summary_table(result))
     print(console.export_text())
@@ -95,7 +103,10 @@ def test_a_get_only_locust_run_becomes_load_json_with_both_modes(
     assert get["requests"] > 0 and get["failures"] == 0
     assert "/events" not in Path(f"{prefix}_stats.csv").read_text()  # --tags read: GET-only
     assert isinstance(get["p50_ms"], float) and isinstance(get["p99_ms"], float)
-    assert result["event_to_recommendation"]["requests"] == 0  # no Kafka users in this run
     assert result["machine"] == {"cpu_count": 2}
     assert "get_recommendations" in report.stdout
     assert "event_to_recommendation" in report.stdout
+    # --together: both modes' figures then, and the stream's share of its rate alone
+    assert result["stream_share_under_http"] == 0.5
+    assert keys <= result["together"]["event_to_recommendation"].keys()
+    assert "event_to_recommendation (together)" in report.stdout
