@@ -38,21 +38,6 @@ def ndcg_hr_at_k(
     return {f"ndcg@{k}": float(gain.sum() / n), f"hr@{k}": float((gain > 0).sum() / n)}
 
 
-def ratio_interval(
-    numerator: np.ndarray, denominator: np.ndarray, *, resamples: int = 1000, seed: int = 0
-) -> tuple[float, float]:
-    """95 % paired-bootstrap interval of ``mean(numerator) / mean(denominator)`` over groups
-    (the same resampled groups for both): how far a share measured on these groups could
-    move by which events were sampled. ``(0, 0)`` for no groups."""
-    if len(numerator) == 0:
-        return 0.0, 0.0
-    picks = np.random.default_rng(seed).integers(0, len(numerator), (resamples, len(numerator)))
-    den = denominator[picks].mean(axis=1)
-    ratios = np.where(den > 0, numerator[picks].mean(axis=1) / np.where(den > 0, den, 1.0), 0.0)
-    low, high = np.quantile(ratios, [0.025, 0.975])
-    return float(low), float(high)
-
-
 def retrieval_order_scores(mask: np.ndarray) -> np.ndarray:
     """Scores that keep the candidates in the order retrieval returned them."""
     return np.broadcast_to(-np.arange(mask.shape[1], dtype=np.float32), mask.shape).copy()

@@ -125,8 +125,8 @@ def served_variant(settings: Settings, artifacts: Path) -> Variant | None:
         named = [
             r for r in RERANKERS if r != "teacher" and reranker_file(artifacts, r, rule) == file
         ]
-        return Variant(settings.engine_rule, named[0]) if named else None
-    return Variant(settings.engine_rule, "none")
+        return Variant(rule, named[0]) if named else None
+    return Variant(rule, "none")
 
 
 def load_variant(

@@ -19,6 +19,7 @@ import torch
 from rich.progress import Progress
 
 from streamrec.data.files import tracker
+from streamrec.evaluation.bootstrap import PairedBootstrap
 from streamrec.index import CandidateIndex
 from streamrec.models.distill import fit_student, fit_teacher, steps_per_fit, teacher_scores
 from streamrec.models.export import (
@@ -32,7 +33,6 @@ from streamrec.models.metadata import ModelMetadata
 from streamrec.models.metrics import (
     ndcg_at_k_per_group,
     ndcg_hr_at_k,
-    ratio_interval,
     retrieval_order_scores,
 )
 from streamrec.models.ranking_data import RankingGroups
@@ -53,6 +53,7 @@ from streamrec.training.report import gate_checks
 from streamrec.training.stream import TrainingStream
 
 VALID_FRAC = 0.1  # latest share of the learning groups that picks each model's best epoch
+SHARE_RESAMPLES = 1000  # bootstrap resamples of the student's share of the teacher
 
 
 class TrainingError(RuntimeError):
@@ -292,11 +293,13 @@ def _quality(
         name: {k: round(v, 5) for k, v in ndcg_hr_at_k(s, relevant, mask).items()}
         for name, s in scores.items()
     }
-    share = ratio_interval(
+    # each held-out event its own resampling unit (the groups do not say whose they are)
+    boot = PairedBootstrap(np.arange(len(groups)), samples=SHARE_RESAMPLES, seed=0)
+    share = boot.ratio(
         ndcg_at_k_per_group(scores["student_fp32"], relevant, mask),
         ndcg_at_k_per_group(scores["teacher"], relevant, mask),
     )
-    return quality, share
+    return quality, (share.low, share.high)
 
 
 def _latency(

@@ -152,6 +152,9 @@ def test_report_has_every_row_and_the_gate(artifacts: tuple[Path, dict]) -> None
     assert report["groups"]["candidates"] == 50 + 20  # the search's, then co-visitation's
 
     assert report["speedup_teacher_onnx_over_student"] > 0
+    share = report["quality"]["student_fp32"]["ndcg@10"] / report["quality"]["teacher"]["ndcg@10"]
+    low, high = report["student_share_ci95"]
+    assert low <= round(share, 4) <= high and low < high  # the gate's share, with its interval
     assert [c["name"] for c in report["gate"]["checks"]] == [
         "student keeps the teacher's quality",
         "student is faster than the teacher",
