@@ -8,6 +8,14 @@ user's events from the switch on, and count the events until at least ``share`` 
 top-10 is from the new cluster. A user whose remaining events never get there is *not
 adapted* (censored), so each system reports the adapted share, the median over all switches
 (censored ones count as never) and the mean new-interest share at each step after the switch.
+
+Counted from the switch (``start="switch"``), the figure also measures the user's session
+schedule: sessions follow one interest each, so the events after a switch are often in
+another interest's session, where the right list is *not* the new cluster, and no causal
+system can see the switch before the user acts in the new cluster. Counted from the
+evidence (``start="evidence"``), steps start at the user's first event at or after the
+switch on an item of the new cluster, and switches without such an event in the replay are
+left out (nothing to adapt to): that is the system's own reaction time. Both are reported.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -70,15 +79,15 @@ class Adaptation:
     events_to_adapt: list[int]  # per adapted switch
     median_events: float  # over all switches; inf when half or more never adapt
     share_curve: list[float]  # mean new-interest share of the top-10 at step 1..horizon
+    median_ci95: tuple[float, float] = (float("nan"), float("nan"))  # over resampled switches
 
     def to_json(self) -> dict[str, object]:
         return {
             "switches": self.switches,
             "adapted": self.adapted,
             "adapted_share": self.adapted / self.switches if self.switches else None,
-            "median_events_to_adapt": (
-                self.median_events if np.isfinite(self.median_events) else None
-            ),
+            "median_events_to_adapt": _finite(self.median_events),
+            "median_events_ci95": [_finite(v) for v in self.median_ci95],
             "mean_events_to_adapt_if_adapted": (
                 float(np.mean(self.events_to_adapt)) if self.events_to_adapt else None
             ),
@@ -86,10 +95,21 @@ class Adaptation:
         }
 
 
+#: Where the count of events to adapt starts (module doc).
+Start = Literal["switch", "evidence"]
+
+
 def adaptation(
-    replay: Replay, truth: DriftTruth, *, share: float, top: int = 10, horizon: int = 20
+    replay: Replay,
+    truth: DriftTruth,
+    *,
+    share: float,
+    top: int = 10,
+    horizon: int = 20,
+    start: Start = "switch",
 ) -> dict[str, Adaptation]:
-    """Events-to-adapt per system for every switch that falls inside the replayed stream."""
+    """Events-to-adapt per system for every switch that falls inside the replayed stream,
+    counted from the switch or from the user's first event in the new cluster (``start``)."""
     test = replay.test
     by_user: dict[int, list[int]] = {}
     for pos, user in enumerate(test.users.tolist()):
@@ -101,6 +121,9 @@ def adaptation(
         if user is None or not first_ts <= switch.ts <= last_ts:
             continue
         after = [p for p in by_user.get(user, []) if test.ts[p] >= switch.ts]
+        if start == "evidence":
+            in_new = truth.item_cluster[test.items[after]] == switch.new_cluster
+            after = after[int(np.argmax(in_new)) :] if in_new.any() else []
         if after:
             followed.append((switch, after))
     out: dict[str, Adaptation] = {}
@@ -128,8 +151,27 @@ def adaptation(
             events_to_adapt=finite,
             median_events=float(np.median(steps)) if steps else float("nan"),
             share_curve=(curve_sum / np.maximum(curve_n, 1)).tolist(),
+            median_ci95=median_interval(np.asarray(steps)),
         )
     return out
+
+
+def median_interval(
+    steps: np.ndarray, *, samples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the median over switches (resampled with
+    replacement; never-adapted ones stay inf, so a bound can be inf); nan without any."""
+    if not len(steps):
+        return float("nan"), float("nan")
+    draws = np.random.default_rng(seed).integers(0, len(steps), size=(samples, len(steps)))
+    medians = np.median(steps[draws], axis=1)
+    low, high = np.quantile(medians, [0.025, 0.975], method="lower")
+    return float(low), float(high)
+
+
+def _finite(value: float) -> float | None:
+    """A float for report.json: None for inf (never) or nan (no switch)."""
+    return value if np.isfinite(value) else None
 
 
 def tracked_users(truth: DriftTruth, users: Vocab) -> set[int]:

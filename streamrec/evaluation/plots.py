@@ -37,7 +37,16 @@ def write_plots(ev: Evaluation, summary: dict[str, Any], out: Path, window: int)
     if any(kind == "engine" for kind in ev.kinds.values()):
         written.append(_latency(ev, out / "latency.png"))
     if summary.get("drift"):
-        written.append(_drift(ev, summary["drift"], out / "drift.png"))
+        written.append(_drift(ev, summary["drift"], out / "drift.png", "the interest switch"))
+    if summary.get("drift_from_evidence"):
+        written.append(
+            _drift(
+                ev,
+                summary["drift_from_evidence"],
+                out / "drift_from_evidence.png",
+                "their first event in the new interest",
+            )
+        )
     return [p.name for p in written]
 
 
@@ -97,13 +106,13 @@ def _latency(ev: Evaluation, path: Path) -> Path:
     return _finish(fig, ax, path)
 
 
-def _drift(ev: Evaluation, drift: dict[str, Any], path: Path) -> Path:
+def _drift(ev: Evaluation, drift: dict[str, Any], path: Path, since: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, d in drift.items():
         curve = d["share_curve"]
         ax.plot(np.arange(1, len(curve) + 1), curve, marker=".", **_style(name, ev.kinds[name]))
     ax.axhline(0.5, color="grey", linewidth=0.8)
-    ax.set_xlabel("user's events after the interest switch")
+    ax.set_xlabel(f"user's events from {since}")
     ax.set_ylabel("share of top-10 from the new interest")
     ax.set_title("Adaptation to drift")
     return _finish(fig, ax, path)

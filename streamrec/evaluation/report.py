@@ -107,7 +107,10 @@ def summarize(ev: Evaluation, *, samples: int, seed: int, cold_threshold: int) -
                 met=ratio["value"] >= GOAL_RATIO and not mine.overlaps(theirs),
                 shortfall=max(0.0, GOAL_RATIO - ratio["value"]),
             )
-    drift = {n: a.to_json() for n, a in ev.drift.items()} if ev.drift else None
+    drift, from_evidence = (
+        {n: a.to_json() for n, a in found.items()} if found else None
+        for found in (ev.drift, ev.drift_from_evidence)
+    )
     return {
         "inputs": ev.inputs,
         "events": {
@@ -132,6 +135,7 @@ def summarize(ev: Evaluation, *, samples: int, seed: int, cold_threshold: int) -
         "skipped_variants": ev.skipped,
         "engines": ev.engine_info,
         "drift": drift,
+        "drift_from_evidence": from_evidence,
         "digest": ev.digest,
     }
 
@@ -250,26 +254,19 @@ def to_markdown(summary: dict[str, Any], plots: list[str]) -> str:
             f"{s['compute_ms_per_event']:.3f} |"
         )
     if summary["drift"]:
-        lines += [
-            "",
-            "## Drift adaptation",
-            "",
+        lines += ["", "## Drift adaptation", ""]
+        lines += _drift_table(
             "Events after a recorded interest switch until at least half of the user's top-10 "
             "is from the new interest (censored: never within the user's remaining events).",
-            "",
-            "| system | switches | adapted | median events (censored = never) | "
-            "mean events if adapted |",
-            "|---|---|---|---|---|",
-        ]
-        for name, d in summary["drift"].items():
-            med = d["median_events_to_adapt"]
-            mean = d["mean_events_to_adapt_if_adapted"]
-            lines.append(
-                f"| {name} | {d['switches']} | {d['adapted']} "
-                f"({(d['adapted_share'] or 0) * 100:.1f}%) | "
-                f"{'never' if med is None else f'{med:.1f}'} | "
-                f"{'-' if mean is None else f'{mean:.2f}'} |"
-            )
+            summary["drift"],
+        )
+    if summary.get("drift_from_evidence"):
+        lines += [""]
+        lines += _drift_table(
+            "The same, counted from the user's first event in the new interest (the first a "
+            "system can know of the switch; switches without one are left out).",
+            summary["drift_from_evidence"],
+        )
     if summary["skipped_variants"]:
         lines += ["", "## Variants not run", ""]
         lines += [f"- `{name}`: {why}" for name, why in summary["skipped_variants"].items()]
@@ -296,3 +293,29 @@ def write_report(summary: dict[str, Any], out: Path, plots: list[str]) -> tuple[
     md_path = out / "report.md"
     md_path.write_text(to_markdown(summary, plots), encoding="utf-8")
     return json_path, md_path
+
+
+def _drift_table(caption: str, drift: dict[str, dict[str, Any]]) -> list[str]:
+    """One drift adaptation table (markdown lines) under its caption."""
+    lines = [
+        caption,
+        "",
+        "| system | switches | adapted | median events (censored = never) [95% CI] | "
+        "mean events if adapted |",
+        "|---|---|---|---|---|",
+    ]
+    for name, d in drift.items():
+        mean = d["mean_events_to_adapt_if_adapted"]
+        low, high = (_events(v) for v in d.get("median_events_ci95", [None, None]))
+        lines.append(
+            f"| {name} | {d['switches']} | {d['adapted']} "
+            f"({(d['adapted_share'] or 0) * 100:.1f}%) | "
+            f"{_events(d['median_events_to_adapt'])} [{low}, {high}] | "
+            f"{'-' if mean is None else f'{mean:.2f}'} |"
+        )
+    return lines
+
+
+def _events(value: float | None) -> str:
+    """A count of events to adapt, or "never" (None: inf in report.json)."""
+    return "never" if value is None else f"{value:.1f}"

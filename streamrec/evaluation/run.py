@@ -73,7 +73,8 @@ class Evaluation:
     catalog_size: int
     seconds: dict[str, float]  # load / warmup+replay / total
     inputs: dict[str, str]
-    drift: dict[str, Adaptation] | None = None
+    drift: dict[str, Adaptation] | None = None  # events counted from the switch
+    drift_from_evidence: dict[str, Adaptation] | None = None  # ... from the first new-cluster event
     engine_info: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
@@ -390,7 +391,12 @@ def evaluate(
         results[0].batches,
     )
     truth = DriftTruth.load(options.drift_world, loaded.items) if options.drift_world else None
-    drift = adaptation(replay_result, truth, share=settings.eval_drift_share) if truth else None
+    drift = from_evidence = None
+    if truth:
+        drift, from_evidence = (
+            adaptation(replay_result, truth, share=settings.eval_drift_share, start=start)
+            for start in ("switch", "evidence")
+        )
     return Evaluation(
         replay=replay_result,
         options=options,
@@ -411,6 +417,7 @@ def evaluate(
             "jobs": str(len(groups)),
         },
         drift=drift,
+        drift_from_evidence=from_evidence,
         engine_info={n: i for r in results for n, i in r.engine_info.items()},
     )
 
