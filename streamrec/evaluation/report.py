@@ -107,6 +107,15 @@ def summarize(ev: Evaluation, *, samples: int, seed: int, cold_threshold: int) -
                 met=ratio["value"] >= GOAL_RATIO and not mine.overlaps(theirs),
                 shortfall=max(0.0, GOAL_RATIO - ratio["value"]),
             )
+    # the replay's student against its teacher, rule by rule (issue goal: >= 98 % NDCG@10)
+    student_over_teacher: dict[str, Any] = {}
+    for variant in engines:
+        rule, _, reranker = variant.partition(":")
+        teacher = f"{rule}:teacher"
+        if reranker == "student" and teacher in per_gains:
+            student_over_teacher[rule] = {
+                m: boot.ratio(per_gains[variant][m], per_gains[teacher][m]).to_json() for m in names
+            }
     drift, from_evidence = (
         {n: a.to_json() for n, a in found.items()} if found else None
         for found in (ev.drift, ev.drift_from_evidence)
@@ -131,6 +140,7 @@ def summarize(ev: Evaluation, *, samples: int, seed: int, cold_threshold: int) -
         "metrics": names,
         "systems": systems,
         "comparison": comparison,
+        "student_over_teacher": student_over_teacher,
         "goal": goal,
         "skipped_variants": ev.skipped,
         "engines": ev.engine_info,
@@ -206,6 +216,16 @@ def to_markdown(summary: dict[str, Any], plots: list[str]) -> str:
         ]
         for variant, ratios in comparison["ratios"].items():
             lines.append(f"| {variant} | " + " | ".join(_ci(ratios[m], 3) for m in names) + " |")
+    if summary.get("student_over_teacher"):
+        lines += [
+            "",
+            "## Student ÷ teacher (same rule, paired)",
+            "",
+            "| rule | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for rule, ratios in summary["student_over_teacher"].items():
+            lines.append(f"| {rule} | " + " | ".join(_ci(ratios[m], 3) for m in names) + " |")
     goal = summary["goal"]
     if "ratio" in goal:
         verdict = "met" if goal["met"] else "NOT met"
