@@ -207,25 +207,11 @@ def to_markdown(summary: dict[str, Any], plots: list[str]) -> str:
         lines.append(f"| {name} | {kind} | {cells} | {s['coverage@10']:.3f} |")
     comparison = summary["comparison"]
     if comparison and comparison["ratios"]:
-        lines += [
-            "",
-            f"## Ratio to the best baseline (`{comparison['best_baseline']}`)",
-            "",
-            "| variant | " + " | ".join(names) + " |",
-            "|---|" + "---|" * len(names),
-        ]
-        for variant, ratios in comparison["ratios"].items():
-            lines.append(f"| {variant} | " + " | ".join(_ci(ratios[m], 3) for m in names) + " |")
+        title = f"## Ratio to the best baseline (`{comparison['best_baseline']}`)"
+        lines += _ratio_table(title, "variant", comparison["ratios"], names)
     if summary.get("student_over_teacher"):
-        lines += [
-            "",
-            "## Student ÷ teacher (same rule, paired)",
-            "",
-            "| rule | " + " | ".join(names) + " |",
-            "|---|" + "---|" * len(names),
-        ]
-        for rule, ratios in summary["student_over_teacher"].items():
-            lines.append(f"| {rule} | " + " | ".join(_ci(ratios[m], 3) for m in names) + " |")
+        title = "## Student ÷ teacher (same rule, paired)"
+        lines += _ratio_table(title, "rule", summary["student_over_teacher"], names)
     goal = summary["goal"]
     if "ratio" in goal:
         verdict = "met" if goal["met"] else "NOT met"
@@ -315,6 +301,18 @@ def write_report(summary: dict[str, Any], out: Path, plots: list[str]) -> tuple[
     return json_path, md_path
 
 
+def _ratio_table(
+    title: str, row_name: str, rows: dict[str, dict[str, dict[str, float]]], names: list[str]
+) -> list[str]:
+    """A table of paired ratios with their CIs (markdown lines): one row per key of
+    ``rows``, one column per metric of ``names``."""
+    lines = ["", title, "", f"| {row_name} | " + " | ".join(names) + " |"]
+    lines.append("|---|" + "---|" * len(names))
+    for row, ratios in rows.items():
+        lines.append(f"| {row} | " + " | ".join(_ci(ratios[m], 3) for m in names) + " |")
+    return lines
+
+
 def _drift_table(caption: str, drift: dict[str, dict[str, Any]]) -> list[str]:
     """One drift adaptation table (markdown lines) under its caption."""
     lines = [
@@ -326,7 +324,7 @@ def _drift_table(caption: str, drift: dict[str, dict[str, Any]]) -> list[str]:
     ]
     for name, d in drift.items():
         mean = d["mean_events_to_adapt_if_adapted"]
-        low, high = (_events(v) for v in d.get("median_events_ci95", [None, None]))
+        low, high = (_events(v) for v in d["median_events_ci95"])
         lines.append(
             f"| {name} | {d['switches']} | {d['adapted']} "
             f"({(d['adapted_share'] or 0) * 100:.1f}%) | "
