@@ -67,7 +67,6 @@ from streamrec.streams.connection import KafkaConnection
 from streamrec.streams.core.artifacts import Artifacts
 from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.loader import load_engine
-from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.state import UserState
 from streamrec.streams.recorded import read_events, write_events
 from streamrec.streams.topics import admin_client, ensure_topics
@@ -278,14 +277,14 @@ def in_process(
     states: dict[str, UserState] = {}
     for start in range(0, len(warm), 4096):
         engine.apply(warm[start : start + 4096], states)
-    popular = engine.popular.to_map()
+    popular = engine.popular.snapshot()
     engine.process(timed[:512], copy_states(states))  # first calls: caches, GPU context
     results: dict[int, dict[str, float]] = {}
     recs: list[Recommendation] = []
     for batch in sizes:
         n = len(timed) if batch > 1 else min(len(timed), args.per_event_events)
         step(f"in process, batch {batch}: {n:,} events")
-        engine.popular = Popular.from_map(popular)
+        engine.popular.restore(popular)  # keeps the row map co-visitation shares
         recorder.active = batch == sizes[0]
         results[batch], got = time_calls(engine, timed[:n], copy_states(states), batch)
         recorder.active = False

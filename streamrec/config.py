@@ -362,8 +362,8 @@ class Settings(BaseSettings):
         ge=1,
         lt=1 << 31,
         description="Co-visitation: items counted (rows of `engine_covis_neighbours`, grown by "
-        "doubling: at most this x (8 x neighbours + 16) bytes plus the id map); items beyond "
-        "are not counted.",
+        "doubling: at most this x (8 x neighbours + 16) bytes plus the item id map it shares "
+        "with popularity); items first seen (by either) beyond that many are not counted.",
     )
     engine_device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where index and reranker run: `auto` picks a GPU when one is present."

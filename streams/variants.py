@@ -192,7 +192,9 @@ class VariantEngines:
         ):
             # Every engine must count into the one co-visitation, or a variant using it
             # would see only its own users' events. Unread, it adds nothing to ranks.
-            base.keep_covis(covisitation(artifacts, base.config, len(base.index)))
+            base.keep_covis(
+                covisitation(artifacts, base.config, len(base.index), base.popular.rows)
+            )
         engines = {}
         for variant in experiment.variants:
             config, scorer = configs[variant.name], scorers[variant.name]

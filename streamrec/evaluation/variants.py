@@ -149,7 +149,7 @@ def load_variant(
     engine = load_engine(artifacts, changed, config=config)
     engine.scorer = load_reranker(artifacts, variant, engine)
     if engine.covis is None and uses_covis(engine.scorer, config.covis_weight):
-        engine.keep_covis(covisitation(artifacts, config, len(engine.index)))
+        engine.keep_covis(covisitation(artifacts, config, len(engine.index), engine.popular.rows))
     if engine.scorer is not None:
         engine.model_version = engine.scorer.model_version
     elif engine.covis is not None:

@@ -194,14 +194,15 @@ def _log_groups(
     eval_pos = stream.split + np.sort(
         rng.choice(held, min(config.eval_events, held), replace=False)
     )
+    popular = Popular(engine_config.popular_half_life_s, engine_config.popular_top)
     engine = Engine(
         index,
         None,
         rule_of(engine_config),
-        Popular(engine_config.popular_half_life_s, engine_config.popular_top),
+        popular,
         engine_config,
         clock=lambda: 0,
-        covis=CoVisitation(**covis_params(engine_config)),
+        covis=CoVisitation(rows=popular.rows, **covis_params(engine_config)),
     )
     learn, held_out = replay_and_log(
         engine,

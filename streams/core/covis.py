@@ -19,8 +19,10 @@ items are ``r_0`` (newest), ``r_1``, … is
 **Bounded table.** No N x N matrix: each item keeps its ``neighbours`` (M) strongest pair
 counts in a row of M (int32 neighbour code, float32 count) slots, plus a float64 action
 count and its ``count^-power``: ``8·M + 16`` bytes per item (528 B at the default M = 64),
-item ids mapped to rows in a dict and back in a list (~110 B more per id in CPython), at
-most ``max_items`` rows, grown by doubling. A pair count that arrives for a full row takes
+at most ``max_items`` rows, grown by doubling. Rows are those of an item row map
+(:class:`~.rows.ItemRows`: ~110 B more per id in CPython), which the engine shares with
+popularity so a batch looks its candidates up once; an item whose row is ``max_items`` or
+more is not counted. A pair count that arrives for a full row takes
 the weakest slot only when it is at least that slot's count, so a row is always the top M
 of what it held plus what arrived (ties go to the newcomer). Each direction is kept by its
 own row: ``C[a, b]`` and ``C[b, a]`` are equal while both rows hold the pair since its
@@ -45,15 +47,15 @@ once. The table serialises with :meth:`to_bytes` (``covis.npz`` in the artifacts
 from __future__ import annotations
 
 import io
-import sys
 from collections import defaultdict, deque
 from collections.abc import Container, Iterable, Sequence
-from itertools import chain, repeat
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from streamrec.streams.core.rows import ItemRows
 from streamrec.streams.wire import Event
 
 if TYPE_CHECKING:
@@ -77,7 +79,10 @@ class CoVisitation:
         neighbours: int = 64,
         half_life_s: float = 7_776_000.0,
         max_items: int = 1 << 21,
+        rows: ItemRows | None = None,
     ) -> None:
+        """``rows``: the item row map to keep the table at (shared with popularity by the
+        engine's builders; a map of its own without)."""
         if neighbours < 1 or not 1 <= max_items < 1 << 31:
             raise ValueError("co-visitation needs neighbours >= 1 and 1 <= max_items < 2^31")
         self.window = window
@@ -89,17 +94,18 @@ class CoVisitation:
         self.max_items = max_items
         self.now = -1  # newest event ts counted (ms); -1: none yet
         self._anchor = 0
-        self._code: dict[str, int] = {}
-        self._ids: list[str] = []  # row -> item id (the inverse of _code)
+        self.rows = ItemRows() if rows is None else rows
+        self._items = 0  # rows counted here
         self._version = 0  # bumped by every count: what a kept read (_summed) is valid for
         self._last_read: tuple[Any, Any] | None = None
         self._nbr = np.full((0, neighbours), -1, dtype=np.int32)
         self._wt = np.zeros((0, neighbours), dtype=np.float32)
         self._count = np.zeros(0, dtype=np.float64)
         self._inv = np.zeros(0, dtype=np.float64)
+        self._held = np.zeros(0, dtype=bool)  # rows counted here
 
     def __len__(self) -> int:
-        return len(self._code)
+        return self._items
 
     @property
     def bytes_per_item(self) -> int:
@@ -113,13 +119,9 @@ class CoVisitation:
         return self._nbr.nbytes + self._wt.nbytes + self._count.nbytes + self._inv.nbytes
 
     def id_map_bytes(self) -> int:
-        """Bytes of the item-id <-> row maps (dict, keys, row ints, the row -> id list): the
-        rest of an item's cost."""
-        return (
-            sys.getsizeof(self._code)
-            + sys.getsizeof(self._ids)
-            + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in self._code.items())
-        )
+        """Bytes of the item row map (:meth:`~.rows.ItemRows.nbytes`, shared with
+        popularity in the engine): the rest of an item's cost."""
+        return self.rows.nbytes()
 
     @classmethod
     def from_events(cls, events: Iterable[Event], **params: Any) -> CoVisitation:
@@ -187,22 +189,29 @@ class CoVisitation:
             self._insert(cells >> _SHIFT, cells & 0xFFFFFFFF, sums)
 
     def scores(
-        self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]]
+        self,
+        histories: Sequence[Sequence[str]],
+        candidates: Sequence[Sequence[str]],
+        *,
+        rows: np.ndarray | None = None,
     ) -> np.ndarray:
         """Scaled co-visitation of every candidate with its user's recent items, flattened
         like ``candidates`` (all of user 0's, then user 1's, …); ``histories[b]`` is user
         b's recent items oldest first (the last ``recent`` count, the newest most). Each
         user's scores are divided by that user's largest score over every item its recent
-        items' rows hold (not only the candidates), so they lie in [0, 1]."""
+        items' rows hold (not only the candidates), so they lie in [0, 1]. ``rows``: the
+        flattened candidates' rows in :attr:`rows` when the caller looked them up already
+        (:meth:`~.rows.ItemRows.rows`)."""
         counts = np.array([len(c) for c in candidates], dtype=np.int64)
         total = int(counts.sum())
         summed = self._summed(histories) if total else None
         if summed is None:
             return np.zeros(total, dtype=np.float64)
         keys, sums, top = summed
-        get = self._code.get
         users = len(candidates)
-        cand = np.fromiter(map(get, chain.from_iterable(candidates), repeat(-1)), np.int64, total)
+        if rows is None:
+            rows = self.rows.rows(list(chain.from_iterable(candidates)))
+        cand = self._held_rows(rows)
         cand_owner = np.repeat(np.arange(users, dtype=np.int64), counts)
         want = cand_owner << _SHIFT | np.maximum(cand, 0)
         at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
@@ -235,7 +244,7 @@ class CoVisitation:
         codes = (keys[order] & 0xFFFFFFFF).tolist()
         bounds = np.searchsorted(owner[order], np.arange(len(histories) + 1)).tolist()
         ranked = scaled[order]
-        ids = self._ids
+        ids = self.rows.ids
         out: list[tuple[list[str], np.ndarray]] = []
         for b, (first, second) in enumerate(skip):
             picked: list[str] = []
@@ -263,7 +272,7 @@ class CoVisitation:
         keys ``user << 32 | code``, their sums, and each user's largest sum (0 for a user
         with none); None when no user's rows hold anything. The last result is kept until
         the next count (:meth:`add`) for a second read of the same histories."""
-        if not self._code:
+        if not self._items:
             return None
         # the candidate source and the feature read the same users in one batch: once
         key = (self._version, [tuple(h[-self.recent :]) for h in histories])
@@ -276,12 +285,13 @@ class CoVisitation:
     def _sum(
         self, histories: Sequence[Sequence[str]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        get = self._code.get
+        get = self.rows.get
         users = len(histories)
         rec = np.full((users, self.recent), -1, dtype=np.int64)
         for b, history in enumerate(histories):
-            newest_first = [get(item, -1) for item in history[: -self.recent - 1 : -1]]
+            newest_first = [get(item) for item in history[: -self.recent - 1 : -1]]
             rec[b, : len(newest_first)] = newest_first
+        rec = self._held_rows(rec)
         recency = self.recency ** np.arange(self.recent, dtype=np.float64)[None, :]
         weights = recency * self._inverse_counts(rec)
         # every (user, recent item, neighbour slot) at once; -1 rows and slots weigh 0; the
@@ -303,39 +313,47 @@ class CoVisitation:
     def neighbours_of(self, item: str) -> dict[str, float]:
         """The neighbours ``item``'s row holds with their decayed counts as of ``now``
         (for inspection and tests; the engine scores with :meth:`scores`)."""
-        code = self._code.get(item)
-        if code is None:
+        code = int(self._held_rows(np.array([self.rows.get(item)]))[0])
+        if code < 0:
             return {}
         slots = np.flatnonzero(self._nbr[code] >= 0)
         scale = self._scale_now()
-        return {self._ids[self._nbr[code, s]]: float(self._wt[code, s]) * scale for s in slots}
+        ids = self.rows.ids
+        return {ids[self._nbr[code, s]]: float(self._wt[code, s]) * scale for s in slots}
 
     def count_of(self, item: str) -> float:
         """``item``'s decayed action count as of ``now`` (0 when never counted)."""
-        code = self._code.get(item)
-        return 0.0 if code is None else float(self._count[code]) * self._scale_now()
+        code = int(self._held_rows(np.array([self.rows.get(item)]))[0])
+        return 0.0 if code < 0 else float(self._count[code]) * self._scale_now()
 
     def to_bytes(self) -> bytes:
         """The table as one ``.npz`` blob: ids, rows, counts decayed to ``now`` (so any later
-        half-life continues from them), for artifacts and snapshots."""
-        n = len(self._code)
+        half-life continues from them), for artifacts and snapshots. Items are numbered by
+        their position in ``ids`` (the rows held, in row order), not by row, so the file
+        reads into any row map."""
+        held = np.flatnonzero(self._held)
+        position = np.full(len(self._held), -1, dtype=np.int64)
+        position[held] = np.arange(len(held))
+        nbr = self._nbr[held].astype(np.int64)
+        nbr = np.where(nbr >= 0, position[np.maximum(nbr, 0)], -1)
         scale = self._scale_now()
         buffer = io.BytesIO()
         np.savez(
             buffer,
-            ids=np.array(self._ids, dtype=np.str_),
-            neighbours=self._nbr[:n],
-            pairs=(self._wt[:n] * np.float32(scale)).astype(np.float32),
-            counts=self._count[:n] * scale,
+            ids=np.array([self.rows.ids[row] for row in held.tolist()], dtype=np.str_),
+            neighbours=nbr.astype(np.int32),
+            pairs=np.where(nbr >= 0, self._wt[held] * np.float32(scale), 0).astype(np.float32),
+            counts=self._count[held] * scale,
             now=np.int64(self.now),
         )
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes, **params: Any) -> CoVisitation:
-        """Read :meth:`to_bytes`' blob; ``params`` (window, neighbours, …) as for the
-        constructor. Rows wider than ``neighbours`` keep their strongest entries; items
-        beyond ``max_items`` are dropped with every pair that points at them."""
+        """Read :meth:`to_bytes`' blob; ``params`` (window, neighbours, …, ``rows``) as for
+        the constructor. Rows wider than ``neighbours`` keep their strongest entries; items
+        whose row in the map is ``max_items`` or more are dropped with every pair that
+        points at them."""
         covis = cls(**params)
         with np.load(io.BytesIO(data), allow_pickle=False) as blob:
             if "neighbours" not in blob:
@@ -345,20 +363,24 @@ class CoVisitation:
                 )
             ids, nbr, wt = blob["ids"].tolist(), blob["neighbours"], blob["pairs"]
             counts, now = blob["counts"], int(blob["now"])
-        n = min(len(ids), covis.max_items)
-        nbr, wt = nbr[:n].astype(np.int64), wt[:n]
-        wt = np.where(nbr < n, wt, 0)  # pairs with dropped items: empty slots
+        row_of = covis.rows.add(ids)  # file position -> row here
+        row_of[row_of >= covis.max_items] = -1
+        kept = row_of >= 0
+        nbr = nbr.astype(np.int64)
+        nbr = np.where(nbr >= 0, row_of[np.maximum(nbr, 0)], -1)[kept]
+        wt = np.where(nbr >= 0, wt[kept], 0)  # pairs with dropped items: empty slots
         order = np.argsort(-wt, axis=1, kind="stable")[:, : covis.neighbours]
         nbr = np.take_along_axis(np.where(wt > 0, nbr, -1), order, axis=1)
         wt = np.take_along_axis(wt, order, axis=1)
-        covis._grow(max(n, 1))
-        width = nbr.shape[1] if n else 0
-        covis._nbr[:n, :width] = nbr
-        covis._wt[:n, :width] = wt
-        covis._count[:n] = counts[:n]
-        covis._refresh_inverse(np.arange(n))
-        covis._ids = ids[:n]
-        covis._code = dict(zip(covis._ids, range(n), strict=True))
+        rows = row_of[kept]
+        covis._grow(int(rows.max()) + 1 if len(rows) else 1)
+        width = nbr.shape[1] if len(rows) else 0
+        covis._nbr[rows, :width] = nbr
+        covis._wt[rows, :width] = wt
+        covis._count[rows] = counts[kept]
+        covis._refresh_inverse(rows)
+        covis._held[rows] = True
+        covis._items = len(rows)
         covis.now = covis._anchor = now
         return covis
 
@@ -367,8 +389,9 @@ class CoVisitation:
         return self.to_bytes()
 
     def restore(self, data: bytes) -> None:
-        """Replace the table with a :meth:`snapshot`, keeping these parameters."""
+        """Replace the table with a :meth:`snapshot`, keeping these parameters and row map."""
         params = {
+            "rows": self.rows,
             "window": self.window,
             "recent": self.recent,
             "recency": self.recency,
@@ -402,10 +425,9 @@ class CoVisitation:
         self.now = max(self.now, int(ts.max()))
         if self.now - self._anchor > _RESCALE_HALF_LIVES * self.half_life_ms:
             factor = 2.0 ** ((self._anchor - self.now) / self.half_life_ms)
-            n = len(self._code)
-            self._wt[:n] *= np.float32(factor)
-            self._count[:n] *= factor
-            self._inv[:n] *= factor**-self.power
+            self._wt *= np.float32(factor)
+            self._count *= factor
+            self._inv *= factor**-self.power
             self._anchor = self.now
         return np.exp2((ts - self._anchor) / self.half_life_ms)
 
@@ -449,20 +471,26 @@ class CoVisitation:
         self._inv[codes] = np.where(count > 0, np.maximum(count, 1e-300) ** -self.power, 0.0)
 
     def _code_of(self, item: str) -> int:
-        code = self._code.get(item)
-        if code is not None:
-            return code
-        code = len(self._code)
+        """The item's row, counted from now on; -1 when its row is ``max_items`` or more."""
+        code = self.rows.row(item)
         if code >= self.max_items:
             return -1
         if code >= len(self._count):
-            self._grow(max(64, min(2 * len(self._count), self.max_items)))
-        self._code[item] = code
-        self._ids.append(item)
+            self._grow(max(64, min(max(2 * len(self._count), code + 1), self.max_items)))
+        if not self._held[code]:
+            self._held[code] = True
+            self._items += 1
         return code
+
+    def _held_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` of the map with -1 for those beyond this table (never counted here)."""
+        return np.where((rows >= 0) & (rows < len(self._count)), rows, -1)
 
     def _grow(self, size: int) -> None:
         n = len(self._count)
+        held = np.zeros(size, dtype=bool)
+        held[:n] = self._held
+        self._held = held
         nbr = np.full((size, self.neighbours), -1, dtype=np.int32)
         nbr[:n] = self._nbr
         wt = np.zeros((size, self.neighbours), dtype=np.float32)

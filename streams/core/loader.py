@@ -27,6 +27,7 @@ from streamrec.streams.core.engine import Engine
 from streamrec.streams.core.features import FEATURE_NAMES
 from streamrec.streams.core.popular import Popular
 from streamrec.streams.core.ranking import uses_covis
+from streamrec.streams.core.rows import ItemRows
 from streamrec.streams.core.rules import UpdateRule, make_rule
 
 log = logging.getLogger(__name__)
@@ -182,9 +183,12 @@ def covis_params(config: EngineConfig) -> dict[str, Any]:
     }
 
 
-def covisitation(artifacts: Path, config: EngineConfig, catalog: int) -> CoVisitation:
+def covisitation(
+    artifacts: Path, config: EngineConfig, catalog: int, rows: ItemRows | None = None
+) -> CoVisitation:
     """Co-visitation statistics: from ``ARTIFACTS/covis.npz`` when it is there and seeding is
-    on (``popular_seed``, which covers both global statistics), else empty."""
+    on (``popular_seed``, which covers both global statistics), else empty; at ``rows``
+    (pass the engine's popularity's, so a batch looks its candidates up once)."""
     if catalog > config.covis_max_items:
         log.warning(
             "co-visitation counts at most %d items but the catalog has %d: items first seen "
@@ -196,8 +200,8 @@ def covisitation(artifacts: Path, config: EngineConfig, catalog: int) -> CoVisit
     params = covis_params(config)
     seed = Artifacts(artifacts).covis
     if config.popular_seed and seed.is_file():
-        return CoVisitation.load(seed, **params)
-    return CoVisitation(**params)
+        return CoVisitation.load(seed, rows=rows, **params)
+    return CoVisitation(rows=rows, **params)
 
 
 def load_engine(
@@ -243,5 +247,5 @@ def load_engine(
     else:
         popular = Popular(config.popular_half_life_s, config.popular_top)
     keep = uses_covis(scorer, config.covis_weight)  # the weight's ranker or the feature
-    covis = covisitation(artifacts, config, len(index)) if keep else None
+    covis = covisitation(artifacts, config, len(index), popular.rows) if keep else None
     return Engine(index, scorer, rule_of(config), popular, config, covis=covis)

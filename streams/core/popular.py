@@ -14,17 +14,20 @@ come back unless acted on again.
 A worker starts from the counts of the training stream (:meth:`Popular.from_events`, saved
 by ``streamrec train`` as ``popular.msgpack`` with :meth:`Popular.save` and read by the
 engine loader with :meth:`Popular.load`), so cold users get items from its first second.
+
+Values live at the rows of an :class:`~.rows.ItemRows` map, which the engine shares with
+co-visitation so a batch looks its candidates up once (:meth:`Popular.counts_at`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from streamrec.streams.core.rows import ItemRows
 from streamrec.streams.wire import Event, pack, unpack
 
 if TYPE_CHECKING:
@@ -36,18 +39,24 @@ _RESCALE_HALF_LIVES = 32.0
 class Popular:
     """Exponentially decayed item counts (by event time) with a cached top-N."""
 
-    def __init__(self, half_life_s: float, top_n: int = 1000) -> None:
+    def __init__(
+        self, half_life_s: float, top_n: int = 1000, *, rows: ItemRows | None = None
+    ) -> None:
+        """``rows``: the item row map to keep values at (shared with co-visitation by the
+        engine's builders; a map of its own without)."""
         self.half_life_ms = half_life_s * 1000.0
         self.top_n = top_n
+        self.rows = ItemRows() if rows is None else rows
         self.now = -1  # newest event ts seen (ms)
         self._anchor = 0
-        self._slot: dict[str, int] = {}
-        self._ids: list[str] = []
         self._values = np.zeros(1024, dtype=np.float64)
+        self._held = np.zeros(1024, dtype=bool)  # rows counted here and not dropped since
+        self._since = np.zeros(1024, dtype=np.int64)  # when a held row was first counted
+        self._added = 0  # rows that became held so far: the clock of _since
         self._top: tuple[list[str], np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return len(self._slot)
+        return int(self._held.sum())
 
     def add(self, item_id: str, ts: int, weight: float = 1.0) -> None:
         """Count one action on ``item_id`` at event time ``ts`` (ms)."""
@@ -62,10 +71,14 @@ class Popular:
             self.now = ts
             if (self.now - self._anchor) > _RESCALE_HALF_LIVES * self.half_life_ms:
                 self._rescale()
-        slot = self._slot.get(item_id)
-        if slot is None:
-            slot = self._new_slot(item_id)
-        self._values[slot] += weight * 2.0 ** ((ts - self._anchor) / self.half_life_ms)
+        row = self.rows.row(item_id)
+        if row >= len(self._values):
+            self._grow(row)
+        if not self._held[row]:
+            self._held[row] = True
+            self._since[row] = self._added
+            self._added += 1
+        self._values[row] += weight * 2.0 ** ((ts - self._anchor) / self.half_life_ms)
         self._top = None
 
     def commit(self, delta: StatsDelta) -> None:
@@ -77,16 +90,20 @@ class Popular:
     def drop(self, item_ids: Iterable[str]) -> None:
         """Forget items (deleted from the catalog): they are never served from here again."""
         for item_id in item_ids:
-            slot = self._slot.pop(item_id, None)
-            if slot is not None:
-                self._values[slot] = 0.0
-                self._ids[slot] = ""
+            row = self.rows.get(item_id)
+            if 0 <= row < len(self._held) and self._held[row]:
+                self._values[row] = 0.0
+                self._held[row] = False
                 self._top = None
 
     def counts(self, item_ids: Sequence[str]) -> np.ndarray:
         """Decayed counts as of ``now`` for the given items (0 for unknown ones), float64."""
-        slots = np.fromiter(map(self._slot.get, item_ids, repeat(-1)), np.int64, len(item_ids))
-        values = np.where(slots >= 0, self._values[np.maximum(slots, 0)], 0.0)
+        return self.counts_at(self.rows.rows(item_ids))
+
+    def counts_at(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`counts` of the items at ``rows`` of :attr:`rows` (-1: unknown, 0)."""
+        known = (rows >= 0) & (rows < len(self._values))
+        values = np.where(known, self._values[np.where(known, rows, 0)], 0.0)
         return values * self._scale_now()
 
     def top(self) -> tuple[list[str], np.ndarray]:
@@ -95,12 +112,13 @@ class Popular:
         Ties are broken by first appearance, so the order is deterministic.
         """
         if self._top is None:
-            values = self._values[: len(self._ids)]
+            values = self._values
             live = np.flatnonzero(values > 0)
             if len(live) > self.top_n:
                 live = live[np.argpartition(-values[live], self.top_n - 1)[: self.top_n]]
-            live = live[np.lexsort((live, -values[live]))]
-            self._top = ([self._ids[s] for s in live], values[live] * self._scale_now())
+            live = live[np.lexsort((self._since[live], -values[live]))]
+            ids = self.rows.ids
+            self._top = ([ids[row] for row in live.tolist()], values[live] * self._scale_now())
         return self._top
 
     def _scale_now(self) -> float:
@@ -110,23 +128,25 @@ class Popular:
         self._values *= 2.0 ** ((self._anchor - self.now) / self.half_life_ms)
         self._anchor = self.now
 
-    def _new_slot(self, item_id: str) -> int:
-        slot = len(self._ids)
-        if slot == len(self._values):
-            self._values = np.concatenate([self._values, np.zeros_like(self._values)])
-        self._ids.append(item_id)
-        self._slot[item_id] = slot
-        return slot
+    def _grow(self, row: int) -> None:
+        """Room for ``row`` (at least doubling, so growth costs O(1) per item)."""
+        size = max(2 * len(self._values), row + 1)
+        self._values = np.concatenate([self._values, np.zeros(size - len(self._values))])
+        self._held = np.concatenate([self._held, np.zeros(size - len(self._held), dtype=bool)])
+        self._since = np.concatenate([self._since, np.zeros(size - len(self._since), np.int64)])
 
     def to_map(self) -> dict[str, Any]:
-        """A msgpack-friendly snapshot (item → count as of ``now``), for checkpoints."""
-        ids = list(self._slot)
+        """A msgpack-friendly snapshot (item → count as of ``now``, in order of first
+        appearance, which breaks ties in :meth:`top`), for checkpoints: ids, not rows, so it
+        reads into any row map."""
+        held = np.flatnonzero(self._held)
+        held = held[np.argsort(self._since[held], kind="stable")]  # first appearance order
         return {
             "half_life_s": self.half_life_ms / 1000.0,
             "top_n": self.top_n,
             "now": self.now,
-            "ids": ids,
-            "counts": self.counts(ids).tolist(),
+            "ids": [self.rows.ids[row] for row in held.tolist()],
+            "counts": self.counts_at(held).tolist(),
         }
 
     @classmethod
@@ -136,12 +156,15 @@ class Popular:
         *,
         half_life_s: float | None = None,
         top_n: int | None = None,
+        rows: ItemRows | None = None,
     ) -> Popular:
         """Rebuild from :meth:`to_map`'s output; ``half_life_s``/``top_n`` replace the saved
-        ones (the counts as of ``now`` are the same whatever half-life decays them later)."""
+        ones (the counts as of ``now`` are the same whatever half-life decays them later);
+        ``rows`` as for the constructor."""
         popular = cls(
             float(data["half_life_s"]) if half_life_s is None else half_life_s,
             int(data["top_n"]) if top_n is None else top_n,
+            rows=rows,
         )
         for item_id, count in zip(data["ids"], data["counts"], strict=True):
             if count > 0:
@@ -153,9 +176,10 @@ class Popular:
         return pack(self.to_map())
 
     def restore(self, data: bytes) -> None:
-        """Replace the counts with a :meth:`snapshot`, keeping this half-life and top-N."""
+        """Replace the counts with a :meth:`snapshot`, keeping this half-life, top-N and row
+        map."""
         restored = Popular.from_map(
-            unpack(data), half_life_s=self.half_life_ms / 1000.0, top_n=self.top_n
+            unpack(data), half_life_s=self.half_life_ms / 1000.0, top_n=self.top_n, rows=self.rows
         )
         self.__dict__.update(restored.__dict__)
 
@@ -183,7 +207,14 @@ class Popular:
 
     @classmethod
     def load(
-        cls, path: Path | str, *, half_life_s: float | None = None, top_n: int | None = None
+        cls,
+        path: Path | str,
+        *,
+        half_life_s: float | None = None,
+        top_n: int | None = None,
+        rows: ItemRows | None = None,
     ) -> Popular:
         """Read a file written by :meth:`save` (see :meth:`from_map` for the overrides)."""
-        return cls.from_map(unpack(Path(path).read_bytes()), half_life_s=half_life_s, top_n=top_n)
+        return cls.from_map(
+            unpack(Path(path).read_bytes()), half_life_s=half_life_s, top_n=top_n, rows=rows
+        )

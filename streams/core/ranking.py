@@ -159,11 +159,16 @@ class CovisRanker:
 
 
 def covis_scores(
-    covis: CoVisitation, contexts: Sequence[UserContext | None], candidates: Sequence[Sequence[str]]
+    covis: CoVisitation,
+    contexts: Sequence[UserContext | None],
+    candidates: Sequence[Sequence[str]],
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each candidate's scaled co-visitation with its user's recent items (flattened like
-    ``candidates``): the one reading for the :class:`CovisRanker` and the feature."""
-    return covis.scores([c.history_items if c else [] for c in contexts], candidates)
+    ``candidates``): the one reading for the :class:`CovisRanker` and the feature.
+    ``rows``: the flattened candidates' rows in ``covis.rows``, when looked up already."""
+    histories = [c.history_items if c else [] for c in contexts]
+    return covis.scores(histories, candidates, rows=rows)
 
 
 def uses_covis(scorer: Reranker | BatchReranker | None, covis_weight: float) -> bool:
@@ -219,7 +224,9 @@ def with_features(
 ) -> list[CandidateSet]:
     """Every candidate's features and vector, in one :func:`build_features` call and one
     ``get_vectors`` call for the batch (module doc); the co-visitation feature from one
-    ``covis.scores`` call (0 without ``covis``)."""
+    ``covis.scores`` call (0 without ``covis``). The candidates' item rows are looked up
+    once for popularity and co-visitation when the two share a row map (:mod:`.rows`; the
+    engine's builders make them share one)."""
     contexts = [c.snapshot.context for c in lists]
     candidates = [c.ids for c in lists]
     searched = [0 if c.vectors is None else len(c.vectors) for c in lists]
@@ -236,15 +243,18 @@ def with_features(
             parts.append(fetched[at : at + rest])
             at += rest
     vectors = np.concatenate(parts) if parts else np.zeros((0, index.dim), np.float32)
-    flat = [item for ids in candidates for item in ids]
+    rows = popular.rows.rows([item for ids in candidates for item in ids])
+    shared = covis is not None and covis.rows is popular.rows
     features = build_features(
         contexts,
         candidates,
         vectors,
         fetched[len(missing) :],
         found[len(missing) :],
-        popular.counts(flat),
-        None if covis is None else covis_scores(covis, contexts, candidates),
+        popular.counts_at(rows),
+        None
+        if covis is None
+        else covis_scores(covis, contexts, candidates, rows if shared else None),
     )
     out, start = [], 0
     for lst in lists:
