@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -243,7 +244,7 @@ def with_features(
             parts.append(fetched[at : at + rest])
             at += rest
     vectors = np.concatenate(parts) if parts else np.zeros((0, index.dim), np.float32)
-    rows = popular.rows.rows([item for ids in candidates for item in ids])
+    rows = popular.rows.rows(list(chain.from_iterable(candidates)))
     shared = covis is not None and covis.rows is popular.rows
     features = build_features(
         contexts,
