@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from streamrec.config import Settings
+from streamrec.evaluation.prequential import History, Replay, System, replay
+from streamrec.evaluation.run import EvalOptions, Inputs, build_systems, load_inputs
+from streamrec.evaluation.variants import Variant, parse_variants
 from streamrec.index import build_index
 from streamrec.index.vectors import save_vectors
 from streamrec.models.sasrec import SasrecConfig
@@ -19,6 +25,18 @@ from streamrec.training.sasrec import train_sasrec
 N_ITEMS, DIM, CLUSTERS, USERS = 120, 16, 4, 40
 TINY_SASREC = SasrecConfig(seq_len=12, dim=16, blocks=1, dropout=0.0, lr=1e-2, batch=16,
                            max_epochs=30, patience=30, valid_events=100)  # fmt: skip
+#: Every engine variant the world's artifacts (index, student; no teacher, no int8) can run.
+EVERY_VARIANT = tuple(
+    parse_variants(
+        ["decayed:none,decayed:student,decayed:covis,multi:none,multi:student,multi:covis"]
+    )
+)
+
+
+@pytest.fixture(scope="session")
+def every_variant() -> tuple[Variant, ...]:
+    """:data:`EVERY_VARIANT`, for the test modules."""
+    return EVERY_VARIANT
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +111,40 @@ def _export_student(path: Path) -> None:
             linear.weight[0, FEATURE_NAMES.index(name)] = weight
     meta = ModelMetadata(FEATURE_NAMES, "eval-test", "00" * 32)
     export_onnx(model.eval(), {"features": torch.from_numpy(rows)}, path, meta)
+
+
+@dataclass
+class Replayed:
+    """One replay of every system, every emitted list kept (all users tracked)."""
+
+    systems: list[System]
+    replay: Replay
+    inputs: Inputs
+
+
+@pytest.fixture(scope="session")
+def replay_every_system(world: dict[str, Path]) -> Callable[[Path, Path, int], Replayed]:
+    """Replays a test stream through every default baseline and every variant of
+    :data:`EVERY_VARIANT`: ``(artifacts, test stream, max batch)`` -> :class:`Replayed`."""
+
+    def run(artifacts: Path, test: Path, max_batch: int) -> Replayed:
+        settings = Settings(eval_max_batch=max_batch)
+        options = EvalOptions(ks=(10,), variants=EVERY_VARIANT)
+        inputs = load_inputs(test, world["warmup"], artifacts)
+        history = History()
+        built = build_systems(inputs, artifacts, settings, options, history)
+        assert not built.skipped
+        replayed = replay(
+            built.systems,
+            inputs.test,
+            warmup=inputs.warmup,
+            history=history,
+            users=inputs.users,
+            items=inputs.items,
+            max_batch=max_batch,
+            max_k=10,
+            track=lambda _: True,
+        )
+        return Replayed(built.systems, replayed, inputs)
+
+    return run

@@ -9,7 +9,9 @@ micro-batch size.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,38 +19,9 @@ import pytest
 from streamrec.config import Settings
 from streamrec.evaluation.baselines import NAMES
 from streamrec.evaluation.metrics import mean_metric
-from streamrec.evaluation.prequential import History, Replay, replay
-from streamrec.evaluation.run import EvalOptions, build_systems, evaluate, load_inputs
-from streamrec.evaluation.variants import parse_variants
+from streamrec.evaluation.run import EvalOptions, evaluate
+from streamrec.evaluation.variants import Variant
 from streamrec.streams.recorded import read_events, write_events
-
-#: Every variant the world's artifacts (index, student; no teacher, no int8) can run.
-VARIANTS = tuple(
-    parse_variants(
-        ["decayed:none,decayed:student,decayed:covis,multi:none,multi:student,multi:covis"]
-    )
-)
-
-
-def _replay(world: dict[str, Path], artifacts: Path, test: Path, max_batch: int) -> Replay:
-    """Every system replayed with every emitted list kept (all users tracked)."""
-    settings = Settings(eval_max_batch=max_batch)
-    options = EvalOptions(ks=(10,), variants=VARIANTS)
-    inputs = load_inputs(test, world["warmup"], artifacts)
-    history = History()
-    built = build_systems(inputs, artifacts, settings, options, history)
-    assert not built.skipped
-    return replay(
-        built.systems,
-        inputs.test,
-        warmup=inputs.warmup,
-        history=history,
-        users=inputs.users,
-        items=inputs.items,
-        max_batch=max_batch,
-        max_k=10,
-        track=lambda _: True,
-    )
 
 
 def _perturbed(world: dict[str, Path], out: Path, p: int) -> Path:
@@ -68,14 +41,19 @@ def _perturbed(world: dict[str, Path], out: Path, p: int) -> Path:
 
 @pytest.mark.parametrize("p", [300, 700])  # mid-batch: the batch holds events after p
 def test_changing_every_event_after_p_leaves_every_list_up_to_p_unchanged(
-    world: dict[str, Path], sasrec_artifacts: Path, tmp_path: Path, p: int
+    world: dict[str, Path],
+    sasrec_artifacts: Path,
+    every_variant: tuple[Variant, ...],
+    replay_every_system: Callable[[Path, Path, int], Any],
+    tmp_path: Path,
+    p: int,
 ) -> None:
-    original = _replay(world, sasrec_artifacts, world["test"], 256)
-    changed = _replay(
-        world, sasrec_artifacts, _perturbed(world, tmp_path / "changed.msgpack", p), 256
-    )
+    original = replay_every_system(sasrec_artifacts, world["test"], 256).replay
+    changed = replay_every_system(
+        sasrec_artifacts, _perturbed(world, tmp_path / "changed.msgpack", p), 256
+    ).replay
     # every baseline (SASRec included), every variant
-    assert set(original.outcomes) == {*NAMES, *(v.name for v in VARIANTS)}
+    assert set(original.outcomes) == {*NAMES, *(v.name for v in every_variant)}
     for name, before in original.outcomes.items():
         after = changed.outcomes[name]
         # the targets after p differ, so the ranks there may; up to p they may not
@@ -87,8 +65,10 @@ def test_changing_every_event_after_p_leaves_every_list_up_to_p_unchanged(
         assert before.digest != after.digest  # the change reached the lists after p
 
 
-def test_hr_at_10_does_not_move_with_the_batch_size(world: dict[str, Path]) -> None:
-    options = EvalOptions(ks=(10,), variants=VARIANTS, baselines=())
+def test_hr_at_10_does_not_move_with_the_batch_size(
+    world: dict[str, Path], every_variant: tuple[Variant, ...]
+) -> None:
+    options = EvalOptions(ks=(10,), variants=every_variant, baselines=())
 
     def hr(max_batch: int) -> dict[str, float]:
         ev = evaluate(
@@ -101,7 +81,7 @@ def test_hr_at_10_does_not_move_with_the_batch_size(world: dict[str, Path]) -> N
         return {n: mean_metric(o.ranks, "HR@10") for n, o in ev.replay.outcomes.items()}
 
     one, batched = hr(1), hr(256)
-    assert set(one) == {v.name for v in VARIANTS}
+    assert set(one) == {v.name for v in every_variant}
     # 5 % here, not the 2 % of ML-100k: 1,200 events of 40 users (~6 per user per batch of
     # 256) make the one-batch lag of the shared statistics (the reranker's popularity
     # feature) worth 2-4 %; a list that saw its batch's later events gained 35 % (covis)
