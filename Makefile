@@ -92,6 +92,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy streamrec streams index models
+	$(BIN)/mypy --explicit-package-bases loadtest/*.py
 
 docs: install
 	$(BIN)/python -m streamrec.cli.readme

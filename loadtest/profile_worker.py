@@ -27,7 +27,7 @@ import json
 import os
 import tempfile
 import time
-from collections import Counter
+from collections import defaultdict
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def analyze(where: Path, events: int) -> dict[str, float]:
     """CPU ms per event by stage and by thread, from the hook's ``samples.json``."""
     samples = json.loads((where / "samples.json").read_text())
     per_event = 1000 / max(1, events)
-    out: Counter[str] = Counter()
+    out: defaultdict[str, float] = defaultdict(float)
     for stack, seconds in samples["stacks_s"].items():
         out[bucket(stack.split(";"))] += seconds * per_event
     # CPU spent since the previous sample by a loop that is back in the selector when
@@ -129,7 +129,7 @@ def main() -> None:
         step(f"worker: {args.events:,} backlog events, its loop profiled")
         worker = start_worker(stack, connection, art, OUT, args.partitions, env)
         send(connection, worker, events[:500], ["--max"])  # warm-up
-        before = metric_sums(worker.url)
+        before = metric_sums([worker])
         (where / "start").touch()
         while not (where / "started").exists():
             time.sleep(0.05)
@@ -137,7 +137,7 @@ def main() -> None:
         (where / "stop").touch()
         while not (where / "samples.json").exists():
             time.sleep(0.1)
-        costs = stage_costs(before, metric_sums(worker.url))
+        costs = stage_costs(before, metric_sums([worker]))
     result = {
         "label": args.label,
         "events": n,
