@@ -17,8 +17,11 @@ the catalog). Then, one thread everywhere:
 3. **worker through the real broker**, per configuration a fresh worker on fresh topics:
    a backlog produced as fast as Kafka takes it (events/s from the first event's append to
    the last recommendation's append; the worker's CPU time per event from /proc), then
-   events replayed at ``--paced-share`` of that rate for ``--paced-seconds``: p50/p99 of
-   event append → recommendation append (Kafka timestamps, one clock).
+   events replayed at ``--paced-share`` of that rate (or at ``--paced-rate``) for
+   ``--paced-seconds``: p50/p99 of event → recommendation from the records' Kafka
+   timestamps (create time: the replaying producer stamps an event when it sends it, so its
+   linger, ``STREAMREC_PRODUCER_LINGER_MS``, counts; the worker stamps a recommendation
+   when it emits it; one clock here).
    ``--configs two_workers`` adds two workers in one consumer group on 2 partitions (CPU
    time and stage costs summed over both).
 
@@ -159,8 +162,8 @@ def run_config(
     config: WorkerConfig,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Throughput with a backlog, then latency at ``--paced-share`` of that rate, on fresh
-    workers (CPU time and stage costs summed over them)."""
+    """Throughput with a backlog, then latency at ``--paced-share`` of that rate (or
+    ``--paced-rate``), on fresh workers (CPU time and stage costs summed over them)."""
     with ExitStack() as stack:
         partitions = config.partitions or args.partitions
         workers = [start_worker(stack, connection, art, OUT, partitions, config.env)]
@@ -174,14 +177,14 @@ def run_config(
         _, _, backlog, per_s = send(connection, workers[0], events[500:half], ["--max"])
         cpu = cpu_seconds_of(workers) - cpu
         costs = stage_costs(before, metric_sums(workers))  # the backlog phase's batches
-        rate = max(10.0, per_s * args.paced_share)
+        rate = args.paced_rate or max(10.0, per_s * args.paced_share)
         paced = events[half : half + int(rate * args.paced_seconds)]
         before = metric_sums(workers)
         p50, p99, n, _ = send(connection, workers[0], paced, ["--rate", f"{rate:.0f}"])
-        paced_batch = stage_costs(before, metric_sums(workers))["batch"]
+        paced_costs = stage_costs(before, metric_sums(workers))
     return {"events_per_s": per_s, "backlog_events": backlog, "paced_rate": round(rate),
-            "p50_ms": p50, "p99_ms": p99, "paced_events": n, "paced_batch": paced_batch,
-            "workers": config.workers, "partitions": partitions,
+            "p50_ms": p50, "p99_ms": p99, "paced_events": n, "paced_batch": paced_costs["batch"],
+            "paced_stage_ms": paced_costs, "workers": config.workers, "partitions": partitions,
             "cpu_ms_per_event": 1000 * cpu / max(1, backlog), **costs}  # fmt: skip
 
 
@@ -418,6 +421,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--paced-share", type=float, default=0.8, help="Latency phase rate / backlog rate."
+    )
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        default=0.0,
+        help="Latency phase rate in events/s, instead of --paced-share of the backlog rate.",
     )
     parser.add_argument("--paced-seconds", type=float, default=15.0)
     parser.add_argument(

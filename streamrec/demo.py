@@ -309,8 +309,9 @@ def latency(
     connection: KafkaConnection, topics: dict[str, str], ids: set[str]
 ) -> tuple[float, float, int, float]:
     """(p50 ms, p99 ms, events, events/s) of event → recommendation for ``ids``: from each
-    event's append to ``events`` to its recommendation's append to ``recommendations``
-    (Kafka's timestamps), and the rate from the first event to the last recommendation."""
+    event's Kafka timestamp on ``events`` to its recommendation's on ``recommendations``
+    (create time, stamped by the producers: one clock on one host), and the rate from the
+    first event to the last recommendation."""
     sent = timestamps(connection, topics["events"], "event_id", ids)
     emitted = timestamps(connection, topics["recs"], "event_id", ids)
     latencies = np.array([emitted[i] - sent[i] for i in ids if i in sent and i in emitted])
