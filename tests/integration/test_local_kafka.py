@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -228,21 +229,28 @@ source = app.topic({topic!r}, key_type=str, value_type=str, key_serializer="raw"
 # rebalance on a busy machine hands a worker its uncommitted events again).
 messages = app.Table("messages", default=list, partitions=8)
 earlier = []  # messages of an earlier run handed to this one: it did not go on where it left off
+found = {{}}  # user -> how many messages the table held for them at this run's first event
+
+@app.timer(0.1)
+async def ready():  # the worker is ready once its table is recovered and its flow resumed
+    if app.tables.recovery.completed.is_set() and app.consumer.flow_active:
+        open({result!r} + ".ready", "w").close()
 
 @app.agent(source)
 async def count(stream):
     async for user, message in stream.items():
         if not message.startswith({run!r}):
             earlier.append(message)
+        found.setdefault(user, len(messages[user]))
         if message not in messages[user]:
             messages[user] = messages[user] + [message]
         held = sum(len(m) for m in messages.values())
         with open({result!r} + ".progress", "w") as out:  # what a timeout reports
-            out.write(str(held))
+            json.dump({{"held": held, "found_at_first_event": found, "earlier": earlier}}, out)
         if held == {total}:
             with open({result!r}, "w") as out:
                 json.dump({{"counts": {{u: len(m) for u, m in messages.items()}},
-                           "earlier": earlier}}, out)
+                           "found": found, "earlier": earlier}}, out)
 
 if __name__ == "__main__":
     faust.Worker(app, loglevel="WARNING").execute_from_commandline()
@@ -292,28 +300,57 @@ def changelog_counts(bootstrap: str, changelog: str) -> dict[str, int]:
 
 
 def run_faust_app(
-    script: Path, result: Path, bootstrap: str, group: str, topic: str, changelog: str
+    script: Path,
+    result: Path,
+    bootstrap: str,
+    group: str,
+    topic: str,
+    changelog: str,
+    send: Callable[[], None],
 ) -> None:
-    """Run the Faust worker script until it has written ``result``, committed the whole
-    topic and its changelog holds the table it wrote, then stop it with SIGTERM as an
+    """Start the Faust worker script; once it is ready (its table recovered, its flow
+    resumed), ``send`` its messages; run it until it has written ``result``, committed the
+    whole topic and its changelog holds the table it wrote, then stop it with SIGTERM as an
     operator would; fail with its output if it fails.
+
+    Two flaws of stock Faust (faust-streaming 0.15.3) are kept out of the way, as they are
+    not what this test is about (streamrec's worker has its own answers, below):
+
+    - **Messages waiting at start-up.** A restarted Faust worker that finds its messages
+      already on the topic occasionally never hands one of them to its agent and commits
+      past it: in loops here with both cores busy, 6 of 14 second runs held 399 of 400,
+      each with its table recovered right (every user's count at its first event was the
+      changelog's) and every partition committed to its end. So the messages are sent once
+      the worker is ready. streamrec's worker restarts with a backlog in its kill -9 tests,
+      which check that every event is answered and counted once.
+    - **The last table write at stop.** Faust's producer buffer ``flush`` (run before each
+      commit and on stop) gives up after 0.1 s without a send and does not count the record
+      being sent, so a stop right after the commit can drop the last changelog record. So
+      the stop waits for the changelog to hold the table. streamrec's worker sends its
+      changelog records itself and awaits them before a batch is committable
+      (``streams/emit.py``).
 
     The stop comes from outside, after the commit: a worker killed from inside its last
     event has not acked that event yet, and whether Faust commits it on the way down is a
-    race (the next run would count it twice), which is not what this test is about. It waits
-    for the changelog too because stock Faust does not: its producer buffer's ``flush`` (run
-    before each commit and on stop) gives up after 0.1 s without a send, and does not count
-    the record being sent, so on a busy machine the last table write can be committed past
-    and then dropped on stop (run 2 then recovered 399 of 400). streamrec's worker sends its
-    changelog records itself and awaits them before committing (``streams/emit.py``)."""
+    race (the next run would count it twice)."""
     result.unlink(missing_ok=True)
+    ready = result.with_name(result.name + ".ready")
+    ready.unlink(missing_ok=True)
     worker = subprocess.Popen(
         [sys.executable, str(script)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    sent = False
 
     def behind() -> str | None:
-        """None once the worker is done; else what it still lacks."""
+        """None once the worker is done; else what it still lacks (sending its messages
+        once it is ready)."""
+        nonlocal sent
+        if not sent:
+            if not ready.exists():
+                return "readiness"
+            send()
+            sent = True
         if not result.exists():
             return "its result"
         if lag := uncommitted(bootstrap, group, topic):
@@ -332,8 +369,11 @@ def run_faust_app(
                 progress = result.with_name(result.name + ".progress")
                 held = progress.read_text() if progress.exists() else "nothing"
                 raise AssertionError(
-                    f"the Faust worker did not finish: it lacked {lacking}; its table held "
-                    f"{held} messages; its output:\n" + worker.communicate()[0][-3000:]
+                    f"the Faust worker did not finish: it lacked {lacking}; its progress: "
+                    f"{held}; the changelog's table: {changelog_counts(bootstrap, changelog)}; "
+                    "(committed, end) by partition behind: "
+                    f"{uncommitted(bootstrap, group, topic)}; its output:\n"
+                    + worker.communicate()[0][-3000:]
                 )
             time.sleep(0.5)
         worker.send_signal(signal.SIGTERM)
@@ -341,6 +381,8 @@ def run_faust_app(
     finally:
         worker.kill()
     assert worker.returncode == 0, output[-3000:]
+    after = uncommitted(bootstrap, group, topic)
+    assert after == {}, f"after the stop, (committed, end) by partition: {after}"
 
 
 def produce(bootstrap: str, topic: str, run: str, keys: list[str]) -> None:
@@ -374,20 +416,25 @@ def test_a_faust_app_with_a_table_processes_stops_and_recovers_its_table(
                 datadir=str(tmp_path / "faust"), result=str(result),
             )
         )  # fmt: skip
-        produce(kafka_bootstrap, topic, tag, keys)
-        run_faust_app(script, result, kafka_bootstrap, app_id, topic, changelog)
+        run_faust_app(
+            script, result, kafka_bootstrap, app_id, topic, changelog,
+            lambda: produce(kafka_bootstrap, topic, tag, keys),
+        )  # fmt: skip
         return json.loads(result.read_text())
 
     first = {f"u{i}": N_MESSAGES // 10 for i in range(10)}
     assert run("first", [f"u{i % 10}" for i in range(N_MESSAGES)], N_MESSAGES) == {
         "counts": first,
+        "found": dict.fromkeys(first, 0),
         "earlier": [],
     }
-    # Only u0..u4 this time; the restarted worker starts from the changelog's table and is
-    # never handed the first run's messages (their offsets were committed).
+    # Only u0..u4 this time; the restarted worker starts from the changelog's table (each
+    # user's first message finds the first run's count) and is never handed the first run's
+    # messages (their offsets were committed).
     second = {key: count + (N_MESSAGES // 5 if key < "u5" else 0) for key, count in first.items()}
     assert run("second", [f"u{i % 5}" for i in range(N_MESSAGES)], 2 * N_MESSAGES) == {
         "counts": second,
+        "found": {f"u{i}": N_MESSAGES // 10 for i in range(5)},
         "earlier": [],
     }
 
