@@ -26,6 +26,8 @@ from kafka.admin import KafkaAdminClient
 
 from streamrec.config import Settings
 from streamrec.localkafka import LocalKafka
+from streamrec.streams.connection import KafkaConnection
+from streamrec.streams.record import messages_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -282,20 +284,7 @@ def uncommitted(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, 
 def changelog_counts(bootstrap: str, changelog: str) -> dict[str, int]:
     """How many messages the table's latest changelog record holds for each user, read from
     the start of ``changelog`` up to its end offsets (what a restarted worker recovers)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    try:
-        parts = [
-            TopicPartition(changelog, p) for p in consumer.partitions_for_topic(changelog) or ()
-        ]
-        ends = consumer.end_offsets(parts)
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        latest: dict[bytes, bytes] = {}
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            for records in consumer.poll(timeout_ms=1000).values():
-                latest.update((r.key, r.value) for r in records)
-    finally:
-        consumer.close()
+    latest = {r.key: r.value for r in messages_to_end(KafkaConnection(bootstrap), changelog)}
     return {json.loads(k): len(json.loads(v)) for k, v in latest.items()}
 
 
@@ -321,8 +310,8 @@ def run_faust_app(
       past it: in loops here with both cores busy, 6 of 14 second runs held 399 of 400,
       each with its table recovered right (every user's count at its first event was the
       changelog's) and every partition committed to its end. So the messages are sent once
-      the worker is ready. streamrec's worker restarts with a backlog in its kill -9 tests,
-      which check that every event is answered and counted once.
+      the worker is ready. streamrec's worker restarted on waiting events must answer every
+      one (``test_worker_group.py``).
     - **The last table write at stop.** Faust's producer buffer ``flush`` (run before each
       commit and on stop) gives up after 0.1 s without a send and does not count the record
       being sent, so a stop right after the commit can drop the last changelog record. So
