@@ -50,6 +50,13 @@ def _acted_on(replayed: Any) -> list[set[int]]:
     return out
 
 
+def _assert_k_distinct_catalog_items(items: np.ndarray, catalog: int, where: object) -> None:
+    top = np.asarray(items)[:K]
+    assert len(top) == K, (where, top.tolist())
+    assert len(set(top.tolist())) == K, (where, top.tolist())
+    assert ((top >= 0) & (top < catalog)).all(), (where, top.tolist())
+
+
 def test_every_system_of_the_default_report_and_every_variant_is_replayed(
     replayed: Any, every_variant: tuple[Variant, ...]
 ) -> None:
@@ -63,10 +70,7 @@ def test_every_list_holds_k_distinct_catalog_items(replayed: Any) -> None:
     for name, outcome in replayed.replay.outcomes.items():
         assert outcome.traces, name
         for pos, items in outcome.traces.items():
-            top = items[:K]
-            assert len(top) == K, (name, pos, top.tolist())
-            assert len(set(top.tolist())) == K, (name, pos, top.tolist())
-            assert ((top >= 0) & (top < catalog)).all(), (name, pos, top.tolist())
+            _assert_k_distinct_catalog_items(items, catalog, (name, pos))
 
 
 def test_no_list_recommends_an_item_its_user_already_acted_on(replayed: Any) -> None:
@@ -80,7 +84,4 @@ def test_no_list_recommends_an_item_its_user_already_acted_on(replayed: Any) -> 
 def test_the_cold_list_is_k_distinct_catalog_items(replayed: Any) -> None:
     catalog = replayed.inputs.catalog_size
     for system in replayed.systems:
-        cold = np.asarray(system.cold_items())[:K]
-        assert len(cold) == K, (system.name, cold.tolist())
-        assert len(set(cold.tolist())) == K, (system.name, cold.tolist())
-        assert ((cold >= 0) & (cold < catalog)).all(), (system.name, cold.tolist())
+        _assert_k_distinct_catalog_items(system.cold_items(), catalog, system.name)
